@@ -1,0 +1,26 @@
+# wordcount task runner. Every CI step and every GitHub workflow step calls a
+# target here, so a laptop runs exactly what CI runs. `make` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+## --- service -----------------------------------------------------------------
+
+.PHONY: run test lint fmt
+run: ## Run the service locally on the compiled-in sample (http://127.0.0.1:8080/)
+	cargo run --release --locked
+
+test: ## Unit and integration tests (the README's test command)
+	cargo test --locked
+
+lint: ## rustfmt check and clippy with warnings as errors
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt
