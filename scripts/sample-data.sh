@@ -53,7 +53,7 @@ generate() {
 check() {
 	install
 	"$PY" -m unittest discover -s scripts -p 'test_make_sample_data.py'
-	local tmp
+	# Global, not local: the EXIT trap runs after this function has returned.
 	tmp=$(mktemp -d)
 	trap 'rm -rf "$tmp"' EXIT
 	generate "$tmp/shakespeare.csv.gz"
