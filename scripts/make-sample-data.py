@@ -151,6 +151,7 @@ _SPEAKER_TITLE = re.compile(
     r"^\s*(?:\d\.?\s*|First |Second |Third |Fourth |Fifth |All )?"
     r"[A-Z][a-z]+(?: (?:[A-Z][a-z]+|of|and|de|le))*\.\s*$"
 )
+_MAX_SCENE_HEADER_LINES = 4
 _ROMAN_NUMBER = re.compile(r"^\s*[IVXLC]+\.?\s*$")
 
 
@@ -189,28 +190,36 @@ def strip_play(text: str) -> str:
         paragraph = _DIRECTION.sub(" ", paragraph)
         plines = [ln for ln in paragraph.split("\n") if ln.strip()]
         out: list[str] = []
+        # Only the first line after any headings can name the speaker: in
+        # "KING.\nNo.\n..." the "No." is speech.
+        first = True
         for i, line in enumerate(plines):
             if _ACT_OR_SCENE.match(line):
                 in_scene_header = True
                 continue
             if _PART_HEADING.match(line):
                 continue
-            # First remaining line of a paragraph followed by speech.
-            if not out and i + 1 < len(plines) and is_speaker(line):
-                in_scene_header = False
-                continue
-            if not out and _SPEAKER_INLINE.match(line):
-                in_scene_header = False
-                line = _SPEAKER_INLINE.sub("", line)
+            if first:
+                first = False
+                if i + 1 < len(plines) and is_speaker(line):
+                    in_scene_header = False
+                    continue
+                if _SPEAKER_INLINE.match(line):
+                    in_scene_header = False
+                    line = _SPEAKER_INLINE.sub("", line)
             out.append(line)
         # An upper-case speaker line alone in its paragraph, its speech
         # following after an "[Aside.]" paragraph ("SECOND LORD.").
         if len(out) == 1 and _SPEAKER_UPPER.match(out[0]):
             out = []
-        # Between a scene heading and the first speech only the location and
-        # unbracketed entries stand ("London. Before the Tower.").
+        # Between a scene heading and the first speech stand the location and
+        # unbracketed entries ("London. Before the Tower."), never more than
+        # four lines. A longer paragraph is speech without a speaker line:
+        # Gower's choruses in Pericles, the Chorus in Henry V.
         if in_scene_header:
-            continue
+            if len(out) <= _MAX_SCENE_HEADER_LINES:
+                continue
+            in_scene_header = False
         kept.extend(out)
     return "\n".join(kept)
 

@@ -97,6 +97,10 @@ Nay, answer me: stand, and unfold yourself.--[Aside.] Soft!
 torches.]
 Friends to this ground.
 
+Ber.
+Say.
+What, is Horatio there?
+
 SECOND LORD.
 
 [Aside.]
@@ -117,6 +121,16 @@ with men.
 
 GLOSTER.
 Now is the winter
+
+ACT II.
+
+[Enter GOWER.]
+
+To sing a song that old was sung,
+From ashes ancient Gower is come;
+Assuming man's infirmities,
+To glad your ear, and please your eyes.
+It hath been sung at festivals,
 """
 
     def test_keeps_only_speech(self):
@@ -124,7 +138,10 @@ Now is the winter
             msd.tokenize(msd.strip_play(msd.strip_title(self.PLAY))),
             msd.tokenize(
                 "Who's there? Nay, answer me: stand, and unfold yourself. Soft! "
-                "Friends to this ground. Hurt him! Nod, ay? What, what? Now is the winter"
+                "Friends to this ground. Say. What, is Horatio there? Hurt him! Nod, ay? What, what? "
+                "Now is the winter To sing a song that old was sung, From ashes ancient Gower is come; "
+                "Assuming man's infirmities, To glad your ear, and please your eyes. "
+                "It hath been sung at festivals,"
             ),
         )
 
