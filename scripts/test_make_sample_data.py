@@ -200,6 +200,9 @@ class RealTexts(unittest.TestCase):
         self.assertEqual(dates["kinglear"], 1605)
         self.assertEqual(dates["sonnets"], 1609)
         self.assertEqual(dates["various"], 0)
+        # Confirmed from published exports of the BigQuery table.
+        self.assertEqual(dates["kinghenryviii"], 1612)
+        self.assertEqual(dates["loverscomplaint"], 1609)
 
     def test_speaker_names_and_directions_are_gone(self):
         # "Ham." heads ~360 speeches in hamlet; "Exit"/"Exeunt" only occur in
