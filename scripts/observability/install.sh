@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Installs what `make observability-check` needs and prints nothing on stdout
+# except, with --print-bin, the directory that holds promtool/amtool.
+#
+#   promtool, amtool, prometheus-alertmanager: from the Debian packages
+#     `prometheus` and `prometheus-alertmanager`. If a promtool/amtool of the
+#     pinned upstream series is already on PATH, that one is used. Otherwise
+#     the two .debs are fetched with `apt-get download` (apt verifies them
+#     against the signed archive index, exactly like `apt-get install`) and
+#     unpacked into a cache directory with `dpkg-deb -x`. We deliberately do
+#     NOT `apt-get install` them: their maintainer scripts create users and
+#     start/enable the prometheus and alertmanager daemons on systemd hosts
+#     (GitHub's runners, developer VMs), and a prometheus daemon on :9090 would
+#     collide with wordcount's ADMIN_PORT in every other test. Unpacking gives
+#     the same verified binaries with no service, no user and no state.
+#   python3-yaml: the relabelling test rewrites the scrape config with PyYAML.
+#
+# The pin is the upstream series (2.42.x / 0.25.x, Debian 12's). Debian stable
+# only ever ships +debNuM security rebuilds of the same upstream version, and
+# the mirror drops superseded rebuilds, so pinning the full Debian revision
+# would break fresh machines after every security update. The exact revision
+# that was unpacked is part of the cache path and printed by `check.sh`.
+set -euo pipefail
+
+readonly PROMETHEUS_SERIES=2.42.
+readonly ALERTMANAGER_SERIES=0.25.
+
+log() { printf 'observability install: %s\n' "$*" >&2; }
+
+sudo_cmd=()
+if ((EUID != 0)); then sudo_cmd=(sudo); fi
+
+version_of() { # prints the upstream version a Prometheus-style --version reports
+	"$1" --version 2>&1 | sed -n 's/^[a-z-]*, version \([0-9][0-9.]*\).*/\1/p' | head -n1
+}
+
+on_path_ok() { # tool series: true when an acceptable tool is already on PATH
+	local bin
+	bin="$(command -v "$1" 2>/dev/null)" || return 1
+	[[ "$(version_of "$bin")" == "$2"* ]]
+}
+
+print_bin=false
+if [[ "${1:-}" == "--print-bin" ]]; then print_bin=true; fi
+
+# --- python3-yaml (apt, tiny, no services) --------------------------------------
+if ! python3 -c 'import yaml' 2>/dev/null; then
+	log "apt-get install python3-yaml"
+	"${sudo_cmd[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
+fi
+
+# --- promtool / amtool -------------------------------------------------------------
+if on_path_ok promtool "$PROMETHEUS_SERIES" && on_path_ok amtool "$ALERTMANAGER_SERIES" &&
+	command -v prometheus-alertmanager >/dev/null 2>&1; then
+	if $print_bin; then dirname "$(command -v promtool)"; fi
+	exit 0
+fi
+
+cache_root="${OBSERVABILITY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/observability-tools}"
+# Fast path: an earlier unpack of the pinned series (asking apt costs seconds).
+# Delete $cache_root to pick up a newer Debian rebuild.
+shopt -s nullglob
+for cached in "$cache_root"/prometheus_"$PROMETHEUS_SERIES"*-alertmanager_"$ALERTMANAGER_SERIES"*/usr/bin; do
+	if [[ -x "$cached/promtool" && -x "$cached/amtool" && -x "$cached/prometheus-alertmanager" ]]; then
+		if $print_bin; then printf '%s\n' "$cached"; fi
+		exit 0
+	fi
+done
+shopt -u nullglob
+
+candidate() { apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p'; }
+prom_ver="$(candidate prometheus)"
+am_ver="$(candidate prometheus-alertmanager)"
+if [[ -z "$prom_ver" || "$prom_ver" == "(none)" || -z "$am_ver" || "$am_ver" == "(none)" ]]; then
+	log "apt knows no candidate for prometheus/prometheus-alertmanager; running apt-get update"
+	"${sudo_cmd[@]}" apt-get update -qq
+	prom_ver="$(candidate prometheus)"
+	am_ver="$(candidate prometheus-alertmanager)"
+fi
+if [[ "$prom_ver" != "$PROMETHEUS_SERIES"* || "$am_ver" != "$ALERTMANAGER_SERIES"* ]]; then
+	log "apt offers prometheus '$prom_ver' and prometheus-alertmanager '$am_ver';" \
+		"expected the ${PROMETHEUS_SERIES}x / ${ALERTMANAGER_SERIES}x series (Debian 12)." \
+		"Check the rules tests with the new version, then bump the pins in $0."
+	exit 1
+fi
+
+dest="$cache_root/prometheus_${prom_ver}-alertmanager_${am_ver}"
+if [[ ! -x "$dest/usr/bin/promtool" || ! -x "$dest/usr/bin/amtool" || ! -x "$dest/usr/bin/prometheus-alertmanager" ]]; then
+	log "unpacking prometheus $prom_ver and prometheus-alertmanager $am_ver into $dest"
+	work="$(mktemp -d)"
+	trap 'rm -rf "$work"' EXIT
+	# As root, apt warns that it downloads unsandboxed into a dir _apt cannot
+	# write; harmless (checksums are still verified), so the output is dropped.
+	(cd "$work" && apt-get download -q "prometheus=$prom_ver" "prometheus-alertmanager=$am_ver" >/dev/null 2>&1) || {
+		log "apt-get download failed"
+		exit 1
+	}
+	mkdir -p "$work/root"
+	for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+	mkdir -p "$dest/usr/bin"
+	for b in promtool amtool prometheus-alertmanager; do
+		install -m 0755 "$work/root/usr/bin/$b" "$dest/usr/bin/$b"
+	done
+fi
+[[ "$(version_of "$dest/usr/bin/promtool")" == "$PROMETHEUS_SERIES"* ]] || {
+	log "unpacked promtool is not ${PROMETHEUS_SERIES}x"
+	exit 1
+}
+if $print_bin; then printf '%s\n' "$dest/usr/bin"; fi
