@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""This project's workflow rules, on top of zizmor and action-validator.
+
+zizmor finds known-dangerous patterns; these are the house rules a reviewer
+would otherwise check by eye in every workflow change:
+
+  P1  top-level `permissions: {}`; every job states its own `permissions`
+  P2  every job has `timeout-minutes` (an integer, at most 120)
+  P3  every job starts with step-security/harden-runner and an egress-policy;
+      a job that can write (contents/packages/attestations/deployments: write)
+      or mint an OIDC token (id-token: write) must use `egress-policy: block`
+      with an `allowed-endpoints` list
+  P4  every actions/checkout sets `persist-credentials: false`
+  P5  no `pull_request_target` trigger at all
+  P6  concurrency: at workflow level, or on every job
+  P7  `run:` holds no `${{ ... }}`: values reach the shell through `env:`
+  P8  `run:` calls the repository's entry points only: `make ...`,
+      `scripts/...` or `cosign/...`, so every step can be run locally
+  P9  release.yml uses no cache (actions/cache, rust-cache, `cache:` inputs,
+      buildx cache-from/cache-to): a cache written by a branch or PR run
+      must never reach a release artifact
+
+Needs PyYAML (the workflow tools venv has it, through yamllint).
+Usage: check-policy.py [FILE.yml ...]   (default: .github/workflows/*.yml)
+"""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+WRITE_SCOPES = {"contents", "packages", "attestations", "deployments", "id-token",
+                "actions", "checks", "issues", "pull-requests", "security-events",
+                "statuses", "pages"}
+# security-events: write only uploads SARIF; it is how code scanning works and
+# carries no release or deploy power, so it alone does not force `block`.
+SENSITIVE_WRITES = WRITE_SCOPES - {"security-events"}
+ENTRY_POINT = re.compile(r"^(make|scripts/|cosign/)")
+CACHE_ACTIONS = ("actions/cache", "swatinem/rust-cache")
+
+
+class Loader(yaml.SafeLoader):
+    """YAML 1.1 reads `on` (the trigger key) as True; GitHub, like YAML 1.2,
+    reads only true/false as booleans. Resolve booleans the 1.2 way."""
+
+
+Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def action_of(step: dict) -> str:
+    uses = step.get("uses", "")
+    return uses.split("@", 1)[0].lower() if isinstance(uses, str) else ""
+
+
+def check_workflow(doc: object, name: str) -> list[str]:
+    errs: list[str] = []
+
+    def err(rule: str, where: str, msg: str) -> None:
+        errs.append(f"{name}: {where}: {rule}: {msg}")
+
+    if not isinstance(doc, dict):
+        return [f"{name}: not a mapping"]
+    triggers = doc.get("on")
+    trigger_names = (
+        [triggers] if isinstance(triggers, str)
+        else list(triggers) if isinstance(triggers, (list, dict)) else []
+    )
+    if "pull_request_target" in trigger_names:
+        err("P5", "on", "pull_request_target runs with a write token and secrets on PR events; use pull_request")
+    if doc.get("permissions") != {}:
+        err("P1", "permissions", f"top level must be `permissions: {{}}`, found {doc.get('permissions')!r}")
+    jobs = doc.get("jobs")
+    if not isinstance(jobs, dict) or not jobs:
+        return errs + [f"{name}: no jobs"]
+    workflow_concurrency = "concurrency" in doc
+    is_release = Path(name).name in ("release.yml", "release.yaml")
+
+    for job_id, job in jobs.items():
+        where = f"jobs.{job_id}"
+        if not isinstance(job, dict):
+            err("P0", where, "not a mapping")
+            continue
+        perms = job.get("permissions")
+        if not isinstance(perms, dict):
+            err("P1", where, "states no `permissions:` mapping of its own")
+            perms = {}
+        if "uses" in job:  # a reusable workflow call has no steps or timeout
+            continue
+        timeout = job.get("timeout-minutes")
+        if not isinstance(timeout, int) or not 0 < timeout <= 120:
+            err("P2", where, f"timeout-minutes must be an integer in 1..120, found {timeout!r}")
+        if not workflow_concurrency and "concurrency" not in job:
+            err("P6", where, "no concurrency group (workflow or job level)")
+        steps = job.get("steps") or []
+        if not steps or action_of(steps[0]) != "step-security/harden-runner":
+            err("P3", where, "first step must be step-security/harden-runner")
+        else:
+            w = steps[0].get("with") or {}
+            policy = w.get("egress-policy")
+            writes = sorted(k for k, v in perms.items() if v == "write" and k in SENSITIVE_WRITES)
+            if policy not in ("block", "audit"):
+                err("P3", where, f"harden-runner egress-policy must be block or audit, found {policy!r}")
+            elif writes and policy != "block":
+                err("P3", where, f"can write ({', '.join(writes)}) so it must use egress-policy: block")
+            if policy == "block" and not str(w.get("allowed-endpoints", "")).strip():
+                err("P3", where, "egress-policy: block needs an allowed-endpoints list")
+        for i, step in enumerate(steps):
+            swhere = f"{where}.steps[{i}]" + (f" ({step.get('name')})" if step.get("name") else "")
+            act = action_of(step)
+            w = step.get("with") or {}
+            if act == "actions/checkout" and w.get("persist-credentials") is not False:
+                err("P4", swhere, "actions/checkout needs `persist-credentials: false`")
+            run = step.get("run")
+            if isinstance(run, str):
+                if "${{" in run:
+                    err("P7", swhere, "expression inside run:; pass the value through env: and quote it")
+                first = run.strip().splitlines()[0] if run.strip() else ""
+                if not ENTRY_POINT.match(first) or len(run.strip().splitlines()) > 1:
+                    err("P8", swhere, f"run: must be one `make ...`, `scripts/...` or `cosign/...` command, found {first!r}")
+            if is_release:
+                if act in CACHE_ACTIONS or "cache" in w or "cache-from" in w or "cache-to" in w:
+                    err("P9", swhere, "release jobs use no caches (cache poisoning)")
+    return errs
+
+
+def main(argv: list[str]) -> int:
+    root = Path(__file__).resolve().parents[2]
+    files = [Path(a) for a in argv] or sorted((root / ".github/workflows").glob("*.y*ml"))
+    if not files:
+        print("check-policy: no workflow files", file=sys.stderr)
+        return 1
+    errs: list[str] = []
+    for f in files:
+        errs += check_workflow(yaml.load(f.read_text(encoding="utf-8"), Loader=Loader), str(f))
+    for e in errs:
+        print(f"check-policy: {e}", file=sys.stderr)
+    if errs:
+        print(f"check-policy: FAILED, {len(errs)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"check-policy: ok, {len(files)} workflows follow P1-P9")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# make workflows-check: everything that can be checked about .github/ without
+# running it on GitHub. Each check runs even if an earlier one failed, so one
+# run lists every problem; the exit code is 1 if any failed.
+#
+#   1 unit tests of the two checkers below (incl. the negative cases)
+#   2 check-pins.py    every `uses:` pinned to a full SHA with `# vX.Y.Z`,
+#                      one pin per action, each pin in docs/pipeline.md's table
+#   3 check-policy.py  the house rules (permissions, timeouts, harden-runner,
+#                      persist-credentials, no pull_request_target, concurrency,
+#                      env-only interpolation, entry points only, no release cache)
+#   4 action-validator schema + job graph of each workflow (SchemaStore)
+#   5 zizmor           security audit, pedantic persona, strict collection
+#                      (schema errors fail too); offline by default. With
+#                      WORKFLOWS_CHECK_ONLINE=1 and GH_TOKEN set (ci.yml does)
+#                      it also runs the online audits: the pinned commits exist
+#                      in the action's repository (impostor-commit), the comment
+#                      names the tag the SHA is (ref-version-mismatch), known
+#                      vulnerable action versions.
+#   6 yamllint         .github/yamllint.yml
+#   7 shellcheck       scripts/workflows/*.sh
+# Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+scripts/workflows/install.sh
+VENV_BIN="$(scripts/workflows/install.sh --print-venv)"
+PY="$VENV_BIN/python"
+
+passed=0 failed=0 failures=()
+check() {
+	local name="$1"
+	shift
+	printf '\n--- %s\n' "$name"
+	local start=$SECONDS
+	if "$@"; then
+		passed=$((passed + 1))
+		printf -- '--- %s: ok (%d s)\n' "$name" $((SECONDS - start))
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		printf -- '--- %s: FAILED\n' "$name"
+	fi
+}
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# A workflow both tools must refuse: an unknown job key (schema), a `needs`
+# on a job that does not exist, pull_request_target checking out the PR's
+# head, and a PR title pasted into a shell (template injection).
+mkdir -p "$tmp/bad/.github/workflows"
+cat >"$tmp/bad/.github/workflows/bad.yml" <<'EOF'
+name: bad
+on: pull_request_target
+jobs:
+  a:
+    runs-on: ubuntu-24.04
+    needs: missing
+    stepz: []
+    steps:
+      - uses: actions/checkout@v4
+        with:
+          ref: ${{ github.event.pull_request.head.sha }}
+      - run: echo "${{ github.event.pull_request.title }}"
+EOF
+
+workflows=(.github/workflows/*.yml)
+
+unit_tests() { "$PY" -m unittest discover -s scripts/workflows -p 'test_*.py'; }
+
+action_validator() {
+	if action-validator "$tmp/bad/.github/workflows/bad.yml" >/dev/null 2>&1; then
+		echo "action-validator accepted a workflow with an unknown key and a dangling needs: it is not validating" >&2
+		return 1
+	fi
+	local f rc=0
+	for f in "${workflows[@]}"; do
+		if action-validator "$f"; then echo "action-validator: $f ok"; else rc=1; fi
+	done
+	return $rc
+}
+
+zizmor_audit() {
+	local z=("$VENV_BIN/zizmor" --persona=pedantic --strict-collection
+		--collect=workflows --collect=actions --collect=dependabot)
+	if "${z[@]}" --offline --quiet "$tmp/bad/.github/" >/dev/null 2>&1; then
+		echo "zizmor found nothing in a pull_request_target + template-injection workflow: it is not auditing" >&2
+		return 1
+	fi
+	if [[ "${WORKFLOWS_CHECK_ONLINE:-0}" == 1 && -n "${GH_TOKEN:-}" ]]; then
+		echo "zizmor: online audits enabled (GH_TOKEN)"
+		"${z[@]}" .github/
+	else
+		"${z[@]}" --offline .github/
+	fi
+}
+
+check "unit tests (check-pins, check-policy)" unit_tests
+check "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
+check "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
+check "schema (action-validator)" action_validator
+check "security audit (zizmor)" zizmor_audit
+check "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
+check "shellcheck" shellcheck scripts/workflows/*.sh
+
+printf '\nworkflows-check: %d passed, %d failed\n' "$passed" "$failed"
+if ((failed)); then
+	printf 'workflows-check: failed: %s\n' "${failures[@]}" >&2
+	exit 1
+fi

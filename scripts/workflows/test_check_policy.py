@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Unit tests for check-policy.py: a compliant workflow passes, and each
+house rule refuses the workflow that breaks it. Needs PyYAML (the workflow
+tools venv; scripts/workflows/check.sh runs these with it)."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import unittest
+from pathlib import Path
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location("check_policy", HERE / "check-policy.py")
+cp = importlib.util.module_from_spec(spec)
+assert spec.loader is not None
+spec.loader.exec_module(cp)
+
+GOOD = """
+name: x
+on:
+  push:
+permissions: {}
+concurrency:
+  group: x
+jobs:
+  build:
+    runs-on: ubuntu-24.04
+    timeout-minutes: 10
+    permissions:
+      contents: read
+    steps:
+      - uses: step-security/harden-runner@0000000000000000000000000000000000000000 # v2.19.4
+        with:
+          egress-policy: audit
+      - uses: actions/checkout@0000000000000000000000000000000000000000 # v6.0.2
+        with:
+          persist-credentials: false
+      - run: make test
+  sign:
+    runs-on: ubuntu-24.04
+    timeout-minutes: 10
+    permissions:
+      id-token: write
+    steps:
+      - uses: step-security/harden-runner@0000000000000000000000000000000000000000 # v2.19.4
+        with:
+          egress-policy: block
+          allowed-endpoints: github.com:443
+      - env:
+          REF: ${{ needs.build.outputs.ref }}
+        run: scripts/workflows/release.sh sign "$REF" dist
+"""
+
+
+def load(text: str):
+    return yaml.load(text, Loader=cp.Loader)
+
+
+class Policy(unittest.TestCase):
+    def rules(self, doc, name="ci.yml") -> list[str]:
+        return [e.split(": ")[2] for e in cp.check_workflow(doc, name)]
+
+    def mutate(self, fn, name="ci.yml") -> list[str]:
+        doc = copy.deepcopy(load(GOOD))
+        fn(doc)
+        return self.rules(doc, name)
+
+    def test_good_workflow_passes(self):
+        self.assertEqual(cp.check_workflow(load(GOOD), "ci.yml"), [])
+        self.assertEqual(cp.check_workflow(load(GOOD), "release.yml"), [])
+
+    def test_on_key_stays_a_string_and_booleans_stay_booleans(self):
+        doc = load(GOOD)
+        self.assertIn("on", doc)
+        self.assertIs(doc["jobs"]["build"]["steps"][1]["with"]["persist-credentials"], False)
+
+    def test_p1_top_level_permissions(self):
+        self.assertEqual(self.mutate(lambda d: d.__setitem__("permissions", "read-all")), ["P1"])
+        self.assertEqual(self.mutate(lambda d: d.pop("permissions")), ["P1"])
+
+    def test_p1_job_without_permissions(self):
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["build"].pop("permissions")), ["P1"])
+
+    def test_p2_timeout(self):
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["build"].pop("timeout-minutes")), ["P2"])
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["build"].__setitem__("timeout-minutes", 360)), ["P2"])
+
+    def test_p3_harden_runner_first(self):
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["build"]["steps"].pop(0)), ["P3"])
+
+    def test_p3_writer_must_block(self):
+        def f(d):
+            d["jobs"]["sign"]["steps"][0]["with"] = {"egress-policy": "audit"}
+        self.assertEqual(self.mutate(f), ["P3"])
+
+    def test_p3_block_needs_endpoints(self):
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["sign"]["steps"][0]["with"].pop("allowed-endpoints")), ["P3"])
+
+    def test_p4_checkout_persisting_credentials(self):
+        self.assertEqual(self.mutate(lambda d: d["jobs"]["build"]["steps"][1].pop("with")), ["P4"])
+
+    def test_p5_pull_request_target(self):
+        self.assertEqual(self.mutate(lambda d: d["on"].__setitem__("pull_request_target", None)), ["P5"])
+
+    def test_p6_concurrency(self):
+        self.assertEqual(self.mutate(lambda d: d.pop("concurrency")), ["P6", "P6"])
+
+    def test_p7_expression_in_run(self):
+        def f(d):
+            d["jobs"]["build"]["steps"][2]["run"] = "make test ARG=${{ github.event.pull_request.title }}"
+        self.assertEqual(self.mutate(f), ["P7"])
+
+    def test_p8_inline_shell(self):
+        def f(d):
+            d["jobs"]["build"]["steps"][2]["run"] = "curl -sSf https://example.invalid/x.sh | sh"
+        self.assertEqual(self.mutate(f), ["P8"])
+        def g(d):
+            d["jobs"]["build"]["steps"][2]["run"] = "make test\nrm -rf /"
+        self.assertEqual(self.mutate(g), ["P8"])
+
+    def test_p9_cache_in_release(self):
+        def f(d):
+            d["jobs"]["build"]["steps"].insert(2, {"uses": "Swatinem/rust-cache@" + "0" * 40})
+        self.assertEqual(self.mutate(f, "release.yml"), ["P9"])
+        self.assertEqual(self.mutate(f, "ci.yml"), [])
+        def g(d):
+            d["jobs"]["build"]["steps"].insert(2, {"uses": "docker/build-push-action@" + "0" * 40,
+                                                   "with": {"cache-from": "type=gha"}})
+        self.assertEqual(self.mutate(g, "release.yml"), ["P9"])
+
+
+if __name__ == "__main__":
+    unittest.main()
