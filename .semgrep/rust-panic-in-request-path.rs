@@ -37,7 +37,9 @@ mod tests {
     fn parses() {
         // ok: rust-panic-in-request-path
         let v: u64 = "1".parse().unwrap();
-        if v != 1 {
+        let s = format!("{v:?} {{ unbalanced in a string, \
+            continued on the next line");
+        if v != 1 || s.is_empty() {
             // ok: rust-panic-in-request-path
             panic!("bad");
         }

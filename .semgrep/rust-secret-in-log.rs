@@ -34,5 +34,9 @@ fn good(token: &Token, word: &str) {
     // ok: rust-secret-in-log
     debug!(word = %word, tokenized = true, "query");
     // ok: rust-secret-in-log
+    info!(credentials = "metadata server (workload identity)", "BigQuery credentials");
+    // ok: rust-secret-in-log
+    debug!(error = %word, "no application-default credentials");
+    // ok: rust-secret-in-log
     println!("not a log macro: {}", word);
 }

@@ -51,3 +51,12 @@ fn good(extra_ca: rustls::pki_types::CertificateDer<'static>) -> Result<reqwest:
     // ok: rust-tls-verification-disabled
     reqwest::Client::builder().use_preconfigured_tls(tls).https_only(true).build()
 }
+
+// Other trait impls are fine.
+struct Plain;
+// ok: rust-tls-verification-disabled
+impl std::fmt::Display for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("plain")
+    }
+}
