@@ -29,7 +29,7 @@ die() { printf 'release: error: %s\n' "$*" >&2; exit 1; }
 # Tags the release workflow accepts; cosign/identity.env's regexp accepts the
 # same shape, so anything released here is verifiable there.
 readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
-readonly DIGEST_REF_RE='^[a-z0-9./_-]+@sha256:[0-9a-f]{64}$'
+readonly DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 readonly TRIPLE=x86_64-unknown-linux-musl
 
 need_digest_ref() {
