@@ -97,10 +97,12 @@ cmd_assets() {
 		-o "cyclonedx-json=$dir/wordcount-$version-image.cdx.json" \
 		-o "spdx-json=$dir/wordcount-$version-image.spdx.json"
 	# The dependency-tree SBOMs reviewed in every diff (sbom/, make sbom-check).
-	local f
+	# sbom/wordcount.cdx.json -> wordcount-X.Y.Z-deps.cdx.json (and .spdx.json).
+	local f name
 	for f in sbom/*.json; do
 		[[ -e "$f" ]] || die "no SBOMs under sbom/; the supply-chain gate should have failed"
-		cp "$f" "$dir/wordcount-$version-$(basename "$f")"
+		name="$(basename "$f")"
+		cp "$f" "$dir/wordcount-$version-deps.${name#wordcount.}"
 	done
 	(cd "$dir" && sha256sum -- * >SHA256SUMS && cat SHA256SUMS >&2)
 }
