@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs the pinned supply-chain tools, skipping every tool whose pinned
+# version is already present, so calling it before each gate costs ~1 s.
+#
+# Cargo tools go to ~/.cargo/bin (like cargo itself); semgrep goes to its own
+# venv under ~/.cache keyed by version, so it never touches the system Python
+# and a version bump gets a fresh venv instead of an in-place re-resolve.
+# Bumping a pin: change it here and in docs/supply-chain.md.
+set -euo pipefail
+
+readonly CARGO_DENY=0.20.2
+readonly CARGO_AUDIT=0.22.2
+readonly CARGO_AUDITABLE=0.7.7
+readonly CARGO_CYCLONEDX=0.5.9
+readonly CARGO_SBOM=0.10.0
+readonly SEMGREP=1.182.0   # 1.185 needs a certifi the mirrored PyPI lacks
+
+# Semgrep venv location; the gate scripts source this file's output via
+# `install.sh --print-semgrep` to find the binary.
+SEMGREP_VENV="${SEMGREP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/semgrep-$SEMGREP}"
+
+if [[ "${1:-}" == "--print-semgrep" ]]; then
+	printf '%s\n' "$SEMGREP_VENV/bin/semgrep"
+	exit 0
+fi
+
+log() { printf 'supply-chain install: %s\n' "$*" >&2; }
+
+# cargo_tool CRATE VERSION SUBCOMMAND: `cargo SUBCOMMAND --version` prints
+# "<name> <version>"; install only when that version is not the pinned one.
+cargo_tool() {
+	local crate=$1 version=$2 sub=$3 have
+	have=$(cargo "$sub" --version 2>/dev/null | awk '{print $NF}' || true)
+	if [[ "$have" == "$version" ]]; then
+		return 0
+	fi
+	log "installing $crate $version (found: ${have:-none})"
+	# A private target dir keeps these builds out of the project's target/
+	# (and its cache keys) and lets parallel installs not block on its lock.
+	CARGO_TARGET_DIR="${TMPDIR:-/tmp}/wordcount-tool-build/$crate" \
+		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
+	rm -rf "${TMPDIR:-/tmp}/wordcount-tool-build/$crate"
+}
+
+cargo_tool cargo-deny "$CARGO_DENY" deny
+cargo_tool cargo-audit "$CARGO_AUDIT" audit
+cargo_tool cargo-auditable "$CARGO_AUDITABLE" auditable
+cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX" cyclonedx
+cargo_tool cargo-sbom "$CARGO_SBOM" sbom
+
+semgrep_have=$("$SEMGREP_VENV/bin/pip" show semgrep 2>/dev/null | awk '/^Version:/ {print $2}' || true)
+if [[ "$semgrep_have" != "$SEMGREP" ]]; then
+	log "installing semgrep $SEMGREP into $SEMGREP_VENV (found: ${semgrep_have:-none})"
+	rm -rf "$SEMGREP_VENV"
+	python3 -m venv "$SEMGREP_VENV"
+	"$SEMGREP_VENV/bin/pip" install --quiet --disable-pip-version-check "semgrep==$SEMGREP"
+fi
