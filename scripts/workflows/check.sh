@@ -19,6 +19,8 @@
 #                      vulnerable action versions.
 #   6 yamllint         .github/yamllint.yml
 #   7 shellcheck       scripts/workflows/*.sh
+#   8 test-steps.sh    the release/deploy step scripts refuse bad tags, digests
+#                      and unverified images, and promote only what they should
 # Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -104,6 +106,7 @@ check "schema (action-validator)" action_validator
 check "security audit (zizmor)" zizmor_audit
 check "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
 check "shellcheck" shellcheck scripts/workflows/*.sh
+check "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
 
 printf '\nworkflows-check: %d passed, %d failed\n' "$passed" "$failed"
 if ((failed)); then

@@ -12,7 +12,11 @@
 #   DIGEST   sha256:<64 hex>, or a full REPO@sha256:<64 hex>
 #   IMAGE_REPOSITORY  default ghcr.io/<github.repository, lower-cased>
 #   GITHUB_REPOSITORY owner/name whose release.yml must have signed the image
-# It prints ref=REPO@sha256:... (and appends it to $GITHUB_OUTPUT).
+#   INPUT_PROMOTE / PAYLOAD_PROMOTE  "false" stops after dev (workflow_dispatch
+#            input / repository_dispatch client_payload.promote)
+# It prints ref=REPO@sha256:... and promote=true|false (and appends both to
+# $GITHUB_OUTPUT). A pre-release tag (vX.Y.Z-rc.1) is never promoted to prod
+# automatically; dispatch its digest by hand to do that deliberately.
 #
 # apply reads REF (the output of resolve) and ENV, the environment's name,
 # used only for messages and the rendered folder.
@@ -44,8 +48,10 @@ cmd_resolve() {
 		fi
 	elif [[ -n "$tag" ]]; then
 		[[ "$tag" =~ $TAG_RE ]] || die "'$tag' is not a release tag (vX.Y.Z)"
-		local raw
-		raw="$(skopeo inspect --raw "docker://$image_repo:$tag")" ||
+		local raw tls=()
+		# Plain HTTP only for a registry on this machine (local rehearsals).
+		[[ "${image_repo%%/*}" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]] && tls=(--tls-verify=false)
+		raw="$(skopeo inspect "${tls[@]}" --raw "docker://$image_repo:$tag")" ||
 			die "cannot read $image_repo:$tag from the registry"
 		# The digest of the manifest's raw bytes: what was signed and what the
 		# cluster will pull (same computation as scripts/deploy/deploy.sh).
@@ -60,7 +66,14 @@ cmd_resolve() {
 	# not ours. The deploy jobs verify again right before they apply.
 	WORDCOUNT_GITHUB_REPOSITORY="$repo_slug" cosign/verify "$ref" ||
 		die "$ref failed verification; nothing will be deployed"
-	printf 'ref=%s\n' "$ref" | tee -a "${GITHUB_OUTPUT:-/dev/null}"
+	local promote=true
+	if [[ "${INPUT_PROMOTE:-}" == false || "${PAYLOAD_PROMOTE:-}" == false ]]; then
+		promote=false
+	elif [[ "$tag" == *-* ]]; then
+		say "$tag is a pre-release: deploying to dev only"
+		promote=false
+	fi
+	printf 'ref=%s\npromote=%s\n' "$ref" "$promote" | tee -a "${GITHUB_OUTPUT:-/dev/null}"
 	if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
 		# shellcheck disable=SC2016 # the backticks are Markdown, not a command
 		printf '### Deploying\n\n`%s` (verified: signed by %s release.yml)\n' "$ref" "$repo_slug" >>"$GITHUB_STEP_SUMMARY"
