@@ -1,1 +1,88 @@
-fn main() {}
+//! The `wordcount` binary: parse the command line, then either serve until
+//! SIGTERM/SIGINT or run the container health check.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use wordcount::config::{Cli, Command, Config, ProcessEnv, ServeArgs, SourceConfig};
+use wordcount::{App, Error, server, telemetry};
+
+/// sysexits.h EX_USAGE: the configuration cannot work.
+const EXIT_CONFIG: u8 = 64;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Healthcheck { ready, admin_port }) => healthcheck(ready, admin_port).await,
+        Some(Command::Serve(args)) => serve(*args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match Config::load(&args, &ProcessEnv) {
+        Ok(config) => config,
+        Err(err) => return config_error(&err),
+    };
+    let gcp_project = match &config.source {
+        SourceConfig::BigQuery(bq) => Some(bq.project.clone()),
+        _ => None,
+    };
+    telemetry::init(config.log_format, gcp_project);
+
+    let app = match wordcount::build(&config).await {
+        Ok(app) => app,
+        Err(err @ Error::Config { .. }) => return config_error(&err),
+        Err(err) => {
+            tracing::error!(error = %err, reason = err.reason(), "start-up failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    match listen_and_run(app, &config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn listen_and_run(app: App, config: &Config) -> anyhow::Result<()> {
+    let (public, admin) = App::bind(config)
+        .await
+        .with_context(|| format!("cannot bind ports {} and {}", config.port, config.admin_port))?;
+    tracing::info!(
+        version = wordcount::VERSION,
+        commit = wordcount::COMMIT,
+        word = config.word,
+        source = config.source.kind(),
+        public = %public.local_addr()?,
+        admin = %admin.local_addr()?,
+        "listening"
+    );
+    app.run(public, admin, server::shutdown_signal()).await;
+    Ok(())
+}
+
+fn config_error(err: &Error) -> ExitCode {
+    eprintln!("wordcount: invalid configuration: {err}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+async fn healthcheck(ready: bool, admin_port: Option<String>) -> ExitCode {
+    let port = match wordcount::config::admin_port(admin_port, &ProcessEnv) {
+        Ok(port) => port,
+        Err(err) => return config_error(&err),
+    };
+    let path = if ready { "/readyz" } else { "/healthz" };
+    match server::healthcheck(port, path, Duration::from_secs(2)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(problem) => {
+            eprintln!("wordcount healthcheck: {problem}");
+            ExitCode::FAILURE
+        }
+    }
+}

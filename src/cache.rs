@@ -1,0 +1,463 @@
+//! The result cache in front of every data source, and readiness.
+//!
+//! - A result is fresh for `CACHE_TTL`; fresh lookups never touch the source.
+//! - Concurrent lookups that need the source share one query (single
+//!   flight): the query runs in its own task and every waiter gets its
+//!   outcome, so a burst of cold requests costs one BigQuery job.
+//! - When a refresh fails, or takes longer than `STALE_WAIT`, the last good
+//!   result is served marked stale instead of an error; after a failure the
+//!   source is left alone for `RETRY_AFTER_FAILURE` so an outage upstream
+//!   does not become a query per request.
+//! - [`Readiness`] reports 200 once the source has answered, and stays so
+//!   while stale data covers a failing source; it never flaps on a refresh.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::WordMatch;
+use crate::error::{Error, Result};
+use crate::metrics::{CacheResult, Metrics};
+use crate::source::{Counts, CountsSource};
+use crate::telemetry::TraceContext;
+
+/// How long a request waits for a refresh when stale data could be served
+/// instead; keeps latency bounded while the source hangs.
+pub const STALE_WAIT: Duration = Duration::from_millis(500);
+
+/// Pause between a failed refresh and the next attempt, while stale data is
+/// served. Capped by the TTL so short TTLs stay short.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15);
+
+/// The same pause when there is no data at all: shorter, since every
+/// request fails meanwhile, but long enough that a failing upstream is not
+/// asked once per request.
+pub const COLD_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// A good answer from the source and when it arrived.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub counts: Counts,
+    pub fetched_at: OffsetDateTime,
+    fetched: Instant,
+}
+
+/// What a lookup hands to a handler.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub snapshot: Arc<Snapshot>,
+    /// Past its TTL: the refresh failed or is still running.
+    pub stale: bool,
+    /// Seconds the data stays fresh (0 when stale), for `Cache-Control`.
+    pub fresh_for: Duration,
+}
+
+impl Served {
+    pub fn age(&self) -> Duration {
+        self.snapshot.fetched.elapsed()
+    }
+}
+
+type Outcome = Option<std::result::Result<Arc<Snapshot>, Error>>;
+
+#[derive(Default)]
+struct Slot {
+    good: Option<Arc<Snapshot>>,
+    refresh: Option<watch::Receiver<Outcome>>,
+    /// No refresh before this instant, after a failure.
+    retry_at: Option<Instant>,
+    last_error: Option<Error>,
+}
+
+pub struct Cache {
+    source: Arc<dyn CountsSource>,
+    word_match: WordMatch,
+    ttl: Duration,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    slots: Mutex<HashMap<String, Slot>>,
+}
+
+impl Cache {
+    pub fn new(
+        source: Arc<dyn CountsSource>,
+        word_match: WordMatch,
+        ttl: Duration,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Arc<Self> {
+        Arc::new(Cache { source, word_match, ttl, metrics, readiness, slots: Mutex::default() })
+    }
+
+    pub fn source_kind(&self) -> &'static str {
+        self.source.kind()
+    }
+
+    /// Counts for `word`, from the cache when fresh, else from the source.
+    /// Errors only when there is no good data to fall back on.
+    pub async fn get(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Result<Served> {
+        let now = Instant::now();
+        let (mut refresh, fallback) = {
+            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = slots.entry(word.to_owned()).or_default();
+            let backing_off = slot.retry_at.is_some_and(|at| now < at);
+            match (&slot.good, &slot.last_error) {
+                (Some(good), _) if now < good.fetched + self.ttl => {
+                    self.metrics.observe_cache(CacheResult::Hit);
+                    let fresh_for = good.fetched + self.ttl - now;
+                    return Ok(Served { snapshot: good.clone(), stale: false, fresh_for });
+                }
+                (Some(good), _) if backing_off => {
+                    self.metrics.observe_cache(CacheResult::Stale);
+                    return Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO });
+                }
+                (None, Some(err)) if backing_off => {
+                    self.metrics.observe_cache(CacheResult::Miss);
+                    return Err(err.clone());
+                }
+                _ => {}
+            }
+            let refresh = match &slot.refresh {
+                Some(rx) => rx.clone(),
+                None => {
+                    let rx = self.spawn_refresh(word, trace);
+                    slot.refresh = Some(rx.clone());
+                    rx
+                }
+            };
+            (refresh, slot.good.clone())
+        };
+
+        let outcome = match &fallback {
+            // Someone is waiting for data that does not exist yet: wait as
+            // long as the source itself may take.
+            None => wait(&mut refresh).await,
+            Some(_) => tokio::time::timeout(STALE_WAIT, wait(&mut refresh)).await.ok().flatten(),
+        };
+        match (outcome, fallback) {
+            (Some(Ok(snapshot)), _) => {
+                self.metrics.observe_cache(CacheResult::Miss);
+                Ok(Served { snapshot, stale: false, fresh_for: self.ttl })
+            }
+            (_, Some(good)) => {
+                self.metrics.observe_cache(CacheResult::Stale);
+                Ok(Served { snapshot: good, stale: true, fresh_for: Duration::ZERO })
+            }
+            (Some(Err(err)), None) => {
+                self.metrics.observe_cache(CacheResult::Miss);
+                Err(err)
+            }
+            (None, None) => {
+                self.metrics.observe_cache(CacheResult::Miss);
+                Err(Error::Transport("the refresh task ended without an answer".into()))
+            }
+        }
+    }
+
+    /// Age of the newest good data for `word`, for the metrics scrape.
+    pub fn data_age(&self, word: &str) -> Option<Duration> {
+        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.get(word)?.good.as_ref().map(|g| g.fetched.elapsed())
+    }
+
+    /// Starts the one query for `word` in its own task, so it completes (and
+    /// fills the cache) even when the request that caused it goes away.
+    fn spawn_refresh(self: &Arc<Self>, word: &str, trace: &TraceContext) -> watch::Receiver<Outcome> {
+        let (tx, rx) = watch::channel(None);
+        let cache = Arc::clone(self);
+        let word = word.to_owned();
+        let trace = trace.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = cache.source.counts(&word, cache.word_match, &trace).await;
+            let elapsed = started.elapsed();
+            let kind = cache.source.kind();
+            let outcome = match result {
+                Ok(counts) => {
+                    cache.metrics.observe_query(kind, elapsed, None);
+                    if let Some(billed) = counts.bytes_billed {
+                        tracing::debug!(bytes_billed = billed, "query billed");
+                    }
+                    tracing::info!(
+                        source = kind,
+                        rows = counts.rows.len() as u64,
+                        elapsed_ms = elapsed.as_millis() as u64,
+                        "data refreshed"
+                    );
+                    Ok(Arc::new(Snapshot { counts, fetched_at: OffsetDateTime::now_utc(), fetched: Instant::now() }))
+                }
+                Err(err) => {
+                    cache.metrics.observe_query(kind, elapsed, Some(err.reason()));
+                    tracing::warn!(source = kind, reason = err.reason(), error = %err, "data refresh failed");
+                    Err(err)
+                }
+            };
+
+            let mut slots = cache.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            let slot = slots.entry(word).or_default();
+            slot.refresh = None;
+            match &outcome {
+                Ok(snapshot) => {
+                    slot.good = Some(snapshot.clone());
+                    slot.retry_at = None;
+                    slot.last_error = None;
+                    cache.readiness.source_answered();
+                }
+                Err(err) => {
+                    let pause = if slot.good.is_some() { RETRY_AFTER_FAILURE } else { COLD_RETRY_AFTER_FAILURE };
+                    slot.retry_at = Some(Instant::now() + pause.min(cache.ttl));
+                    slot.last_error = Some(err.clone());
+                    if slot.good.is_none() {
+                        cache.readiness.source_failed(err.reason());
+                    }
+                }
+            }
+            cache.metrics.set_ready(cache.readiness.check().is_ok());
+            drop(slots);
+            // Waiters may all have gone; nobody listening is fine.
+            let _ = tx.send(Some(outcome));
+        });
+        rx
+    }
+}
+
+async fn wait(rx: &mut watch::Receiver<Outcome>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(outcome) => outcome.clone(),
+        Err(_) => None,
+    }
+}
+
+/// Whether this instance should receive traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadyState {
+    /// The source has not answered yet.
+    Starting,
+    /// The source answered at least once.
+    Ready,
+    /// The source failed and there is no good data to serve instead.
+    Failing(&'static str),
+    /// SIGTERM arrived: let the load balancer move on while we drain.
+    Draining,
+}
+
+#[derive(Debug)]
+pub struct Readiness {
+    state: Mutex<ReadyState>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness { state: Mutex::new(ReadyState::Starting) }
+    }
+}
+
+impl Readiness {
+    fn set(&self, next: impl FnOnce(ReadyState) -> ReadyState) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        *state = next(*state);
+    }
+
+    pub fn source_answered(&self) {
+        self.set(|s| if s == ReadyState::Draining { s } else { ReadyState::Ready });
+    }
+
+    /// A failed query with no good data to fall back on. Once ready, an
+    /// instance stays ready: it has data to serve, even if stale.
+    pub fn source_failed(&self, reason: &'static str) {
+        self.set(|s| match s {
+            ReadyState::Starting | ReadyState::Failing(_) => ReadyState::Failing(reason),
+            other => other,
+        });
+    }
+
+    pub fn draining(&self) {
+        self.set(|_| ReadyState::Draining);
+    }
+
+    /// `Ok` when ready, else the reason `/readyz` reports.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match *self.state.lock().unwrap_or_else(PoisonError::into_inner) {
+            ReadyState::Ready => Ok(()),
+            ReadyState::Starting => Err("waiting for the first answer from the data source".into()),
+            ReadyState::Failing(reason) => Err(format!("data source unavailable ({reason}) and no data cached")),
+            ReadyState::Draining => Err("shutting down".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Row;
+    use async_trait::async_trait;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn readiness_starts_unready() {
+        let r = Readiness::default();
+        assert!(r.check().unwrap_err().contains("waiting"));
+    }
+
+    #[test]
+    fn readiness_follows_the_first_answer_and_does_not_flap() {
+        let r = Readiness::default();
+        r.source_failed("timeout");
+        assert!(r.check().unwrap_err().contains("timeout"));
+        r.source_answered();
+        assert_eq!(r.check(), Ok(()));
+        r.source_failed("upstream_5xx");
+        assert_eq!(r.check(), Ok(()), "a failure after data exists keeps the instance ready");
+    }
+
+    #[test]
+    fn draining_wins_over_everything() {
+        let r = Readiness::default();
+        r.source_answered();
+        r.draining();
+        r.source_answered();
+        assert_eq!(r.check(), Err("shutting down".into()));
+    }
+
+    /// A source whose answers tests script: each call pops the next result
+    /// (the last one repeats) after `delay`.
+    struct Scripted {
+        calls: AtomicUsize,
+        delay: Duration,
+        results: Mutex<Vec<Result<u64>>>,
+    }
+
+    impl Scripted {
+        fn new(delay: Duration, results: Vec<Result<u64>>) -> Arc<Self> {
+            Arc::new(Scripted { calls: AtomicUsize::new(0), delay, results: Mutex::new(results) })
+        }
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait]
+    impl CountsSource for Scripted {
+        fn kind(&self) -> &'static str {
+            "scripted"
+        }
+        async fn counts(&self, _word: &str, _m: WordMatch, _t: &TraceContext) -> Result<Counts> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            let next = {
+                let mut results = self.results.lock().unwrap();
+                if results.len() > 1 { results.remove(0) } else { results[0].clone() }
+            };
+            next.map(|n| Counts::new(vec![Row { corpus: "hamlet".into(), total_words: n }]))
+        }
+    }
+
+    fn cache_with(source: Arc<Scripted>, ttl: Duration) -> (Arc<Cache>, Arc<Readiness>) {
+        let readiness = Arc::new(Readiness::default());
+        let metrics = Arc::new(Metrics::new("the", "scripted"));
+        (Cache::new(source, WordMatch::Exact, ttl, metrics, readiness.clone()), readiness)
+    }
+
+    fn total(served: &Served) -> u64 {
+        served.snapshot.counts.total()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fresh_results_come_from_the_cache_until_the_ttl_expires() {
+        let source = Scripted::new(Duration::from_millis(10), vec![Ok(1), Ok(2)]);
+        let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
+        let ctx = TraceContext::default();
+
+        assert_eq!(total(&cache.get("the", &ctx).await.unwrap()), 1);
+        tokio::time::advance(Duration::from_secs(59)).await;
+        let served = cache.get("the", &ctx).await.unwrap();
+        assert_eq!((total(&served), served.stale), (1, false));
+        assert!(served.fresh_for <= Duration::from_secs(1));
+        assert_eq!(source.calls(), 1);
+
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let served = cache.get("the", &ctx).await.unwrap();
+        assert_eq!((total(&served), served.stale), (2, false));
+        assert_eq!(source.calls(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_cold_lookups_share_one_query() {
+        let source = Scripted::new(Duration::from_secs(1), vec![Ok(7)]);
+        let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
+
+        let lookups: Vec<_> = (0..100)
+            .map(|_| {
+                let cache = cache.clone();
+                tokio::spawn(async move { cache.get("the", &TraceContext::default()).await })
+            })
+            .collect();
+        for lookup in lookups {
+            assert_eq!(total(&lookup.await.unwrap().unwrap()), 7);
+        }
+        assert_eq!(source.calls(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_serves_stale_data_and_backs_off() {
+        let source = Scripted::new(
+            Duration::from_millis(10),
+            vec![Ok(5), Err(Error::Upstream { status: 503, message: "down".into() }), Ok(6)],
+        );
+        let (cache, readiness) = cache_with(source.clone(), Duration::from_secs(60));
+        let ctx = TraceContext::default();
+        cache.get("the", &ctx).await.unwrap();
+
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let served = cache.get("the", &ctx).await.unwrap();
+        assert_eq!((total(&served), served.stale), (5, true));
+        assert_eq!(readiness.check(), Ok(()));
+
+        // Within the back-off the source is not asked again.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert_eq!(source.calls(), 2);
+
+        // After it, the next lookup refreshes and recovers.
+        tokio::time::advance(RETRY_AFTER_FAILURE).await;
+        let served = cache.get("the", &ctx).await.unwrap();
+        assert_eq!((total(&served), served.stale), (6, false));
+        assert_eq!(source.calls(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_refresh_serves_stale_data_within_the_stale_wait() {
+        let source = Scripted::new(Duration::from_secs(30), vec![Ok(5)]);
+        let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
+        let ctx = TraceContext::default();
+        cache.get("the", &ctx).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+
+        let started = Instant::now();
+        let served = cache.get("the", &ctx).await.unwrap();
+        assert!(served.stale);
+        assert!(started.elapsed() <= STALE_WAIT + Duration::from_millis(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cold_failure_is_an_error_and_not_ready() {
+        let source = Scripted::new(Duration::from_millis(10), vec![Err(Error::PermissionDenied("no".into())), Ok(1)]);
+        let (cache, readiness) = cache_with(source.clone(), Duration::from_secs(60));
+        let err = cache.get("the", &TraceContext::default()).await.unwrap_err();
+        assert_eq!(err.reason(), "permission_denied");
+        assert!(readiness.check().unwrap_err().contains("permission_denied"));
+
+        // During the short cold back-off the error is repeated without a query.
+        let again = cache.get("the", &TraceContext::default()).await.unwrap_err();
+        assert_eq!((again.reason(), source.calls()), ("permission_denied", 1));
+
+        tokio::time::advance(COLD_RETRY_AFTER_FAILURE).await;
+        let served = cache.get("the", &TraceContext::default()).await.unwrap();
+        assert_eq!((total(&served), source.calls()), (1, 2));
+        assert_eq!(readiness.check(), Ok(()));
+    }
+}

@@ -1,0 +1,118 @@
+//! wordcount: how often a WORD appears in each of Shakespeare's works, from
+//! BigQuery (or a compiled-in sample), served as HTML and JSON.
+//!
+//! Modules, one concern each:
+//! - [`config`]: typed configuration from flags and environment
+//! - [`source`]: the counts-source trait, the sample and file sources
+//! - [`bigquery`]: the BigQuery source and its credentials
+//! - [`cache`]: TTL cache with single flight and stale-on-error; readiness
+//! - [`routes`]: the HTTP endpoints
+//! - [`server`]: listeners, connection limits, graceful shutdown, signals
+//! - [`metrics`]: Prometheus metrics
+//! - [`telemetry`]: logs and W3C trace context
+//! - [`error`]: the error type and what each failure means
+//!
+//! `main.rs` only loads configuration, sets up telemetry, calls [`build`] and
+//! runs the result until a signal arrives.
+
+pub mod bigquery;
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod routes;
+pub mod server;
+pub mod source;
+pub mod telemetry;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+pub use error::{Error, Result};
+
+use crate::cache::{Cache, Readiness};
+use crate::config::{Config, SourceConfig};
+use crate::metrics::Metrics;
+use crate::routes::State;
+use crate::server::Limits;
+use crate::source::{CountsSource, FileSource, SampleSource};
+use crate::telemetry::TraceContext;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const COMMIT: &str = env!("WORDCOUNT_COMMIT");
+pub const VERSION_WITH_COMMIT: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("WORDCOUNT_COMMIT"), ")");
+
+/// Longest pause between start-up attempts to reach the data source.
+const WARMUP_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A service ready to run: state built, source connected, nothing bound.
+pub struct App {
+    pub state: Arc<State>,
+    pub limits: Limits,
+}
+
+/// Builds the data source, cache and metrics from `config`. Fails with
+/// [`Error::Config`] for a data file or credentials that cannot work.
+pub async fn build(config: &Config) -> Result<App> {
+    let metrics = Arc::new(Metrics::new(&config.word, config.source.kind()));
+    let (source, source_label): (Arc<dyn CountsSource>, String) = match &config.source {
+        SourceConfig::Sample => (Arc::new(SampleSource), "the sample table compiled into this binary".into()),
+        SourceConfig::File(path) => (Arc::new(FileSource::open(path)?), format!("the file {}", path.display())),
+        SourceConfig::BigQuery(bq) => (
+            Arc::new(bigquery::BigQuerySource::connect(bq.clone(), Arc::clone(&metrics)).await?),
+            format!("BigQuery table {}", bq.table),
+        ),
+    };
+    let readiness = Arc::new(Readiness::default());
+    let cache = Cache::new(source, config.word_match, config.cache_ttl, Arc::clone(&metrics), Arc::clone(&readiness));
+    let state = State {
+        word: config.word.clone(),
+        word_match: config.word_match,
+        source_label,
+        cache,
+        metrics,
+        readiness,
+        request_timeout: config.request_timeout,
+    };
+    let limits = Limits {
+        header_read_timeout: config.header_read_timeout,
+        max_connections: config.max_connections,
+        drain_timeout: config.drain_timeout,
+    };
+    Ok(App { state: Arc::new(state), limits })
+}
+
+impl App {
+    /// Binds the public and admin listeners from `config`.
+    pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, TcpListener)> {
+        let public = TcpListener::bind((config.bind_address, config.port)).await?;
+        let admin = TcpListener::bind((config.bind_address, config.admin_port)).await?;
+        Ok((public, admin))
+    }
+
+    /// Serves until `shutdown` completes and the drain is over. The data
+    /// source is queried right away (and retried with back-off until it
+    /// answers), so the instance turns ready without waiting for a user.
+    pub async fn run(self, public: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()>) {
+        let warmup = tokio::spawn(warm_up(Arc::clone(&self.state)));
+        server::run(public, admin, self.state, self.limits, shutdown).await;
+        warmup.abort();
+    }
+}
+
+async fn warm_up(state: Arc<State>) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match state.cache.get(&state.word, &TraceContext::from_traceparent(None)).await {
+            Ok(_) => return,
+            Err(err) => {
+                tracing::warn!(reason = err.reason(), error = %err, retry_in_ms = backoff.as_millis() as u64, "data source not answering yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(WARMUP_MAX_BACKOFF);
+            }
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Prometheus metrics, served in the text exposition format on the admin
+//! port's `/metrics`.
+//!
+//! [`Metrics`] owns the registry and one handle per metric; the rest of the
+//! crate records through its methods, so metric names and labels are spelled
+//! once, here. Names are listed in `deploy/observability/metrics.txt`, which
+//! the alerting rules and the dashboard are checked against.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueryLabels {
+    source: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    source: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    result: &'static str,
+}
+
+/// How a request was answered by the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Stale,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    source_queries: Family<QueryLabels, Counter>,
+    source_errors: Family<ErrorLabels, Counter>,
+    source_duration: HistogramFamily<SourceLabels>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    data_age: Gauge<f64, AtomicU64>,
+    last_success: Gauge<f64, AtomicU64>,
+    bytes_billed: Counter,
+    bytes_processed: Counter,
+    ready: Gauge,
+    connections_active: Gauge,
+    connections_rejected: Counter,
+}
+
+fn request_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s: cached answers take well under a millisecond, a cold
+    // BigQuery query seconds.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+fn source_histogram() -> Histogram {
+    // 1 ms .. ~33 s, up to the longest BIGQUERY_TIMEOUT anyone should set.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new(word: &str, source: &'static str) -> Self {
+        let mut registry = Registry::with_prefix("wordcount");
+        let m = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(request_histogram),
+            source_queries: Family::default(),
+            source_errors: Family::default(),
+            source_duration: Family::new_with_constructor(source_histogram),
+            cache_lookups: Family::default(),
+            data_age: Gauge::default(),
+            last_success: Gauge::default(),
+            bytes_billed: Counter::default(),
+            bytes_processed: Counter::default(),
+            ready: Gauge::default(),
+            connections_active: Gauge::default(),
+            connections_rejected: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests answered, by route, method and status", m.requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by route",
+            m.request_duration.clone(),
+        );
+        registry.register("source_queries", "Queries sent to the data source, by outcome", m.source_queries.clone());
+        registry.register("source_errors", "Failed data-source queries, by reason", m.source_errors.clone());
+        registry.register(
+            "source_query_duration_seconds",
+            "Time a data-source query took, retries included",
+            m.source_duration.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Result-cache lookups, by result (hit, miss, stale)",
+            m.cache_lookups.clone(),
+        );
+        registry.register("data_age_seconds", "Age of the data currently served", m.data_age.clone());
+        registry.register(
+            "data_last_success_timestamp_seconds",
+            "Unix time of the last successful data-source query",
+            m.last_success.clone(),
+        );
+        registry.register("bigquery_bytes_billed", "Bytes BigQuery billed for our query jobs", m.bytes_billed.clone());
+        registry.register(
+            "bigquery_bytes_processed",
+            "Bytes BigQuery processed for our query jobs",
+            m.bytes_processed.clone(),
+        );
+        registry.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        registry.register(
+            "connections_active",
+            "Open client connections, both listeners",
+            m.connections_active.clone(),
+        );
+        registry.register(
+            "connections_rejected",
+            "Connections refused because MAX_CONNECTIONS was reached",
+            m.connections_rejected.clone(),
+        );
+        registry.register(
+            "build",
+            "Version and commit of the running binary",
+            Info::new(vec![("version", crate::VERSION), ("commit", crate::COMMIT)]),
+        );
+        registry.register(
+            "config",
+            "The word and data source this instance serves",
+            Info::new(vec![("word", word.to_owned()), ("source", source.to_owned())]),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn observe_request(&self, route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
+        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
+        self.request_duration.get_or_create(&RouteLabels { route }).observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_query(&self, source: &'static str, elapsed: Duration, error: Option<&'static str>) {
+        let outcome = if error.is_some() { "error" } else { "ok" };
+        self.source_queries.get_or_create(&QueryLabels { source, outcome }).inc();
+        self.source_duration.get_or_create(&SourceLabels { source }).observe(elapsed.as_secs_f64());
+        match error {
+            Some(reason) => {
+                self.source_errors.get_or_create(&ErrorLabels { source, reason }).inc();
+            }
+            None => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                self.last_success.set(now.as_secs_f64());
+            }
+        }
+    }
+
+    pub fn observe_bytes(&self, billed: u64, processed: u64) {
+        self.bytes_billed.inc_by(billed);
+        self.bytes_processed.inc_by(processed);
+    }
+
+    pub fn observe_cache(&self, result: CacheResult) {
+        let result = match result {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+        };
+        self.cache_lookups.get_or_create(&CacheLabels { result }).inc();
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    pub fn connection_opened(&self) {
+        self.connections_active.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.connections_active.dec();
+    }
+
+    pub fn connection_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+
+    /// The exposition text. `data_age` is the age of the data being served
+    /// at the moment of the scrape, when there is any.
+    pub fn encode(&self, data_age: Option<Duration>) -> String {
+        if let Some(age) = data_age {
+            self.data_age.set(age.as_secs_f64());
+        }
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_the_documented_names_and_labels() {
+        let m = Metrics::new("the", "sample");
+        m.observe_request("counts", "GET", 200, Duration::from_millis(2));
+        m.observe_query("sample", Duration::from_millis(20), None);
+        m.observe_query("bigquery", Duration::from_secs(1), Some("timeout"));
+        m.observe_cache(CacheResult::Stale);
+        m.observe_bytes(10_485_760, 6_000_000);
+        m.set_ready(true);
+        let text = m.encode(Some(Duration::from_secs(42)));
+
+        for expected in [
+            r#"wordcount_http_requests_total{route="counts",method="GET",status="200"} 1"#,
+            r#"wordcount_http_request_duration_seconds_bucket{le="0.0032",route="counts"}"#,
+            r#"wordcount_source_queries_total{source="bigquery",outcome="error"} 1"#,
+            r#"wordcount_source_errors_total{source="bigquery",reason="timeout"} 1"#,
+            r#"wordcount_source_query_duration_seconds_count{source="sample"} 1"#,
+            r#"wordcount_cache_lookups_total{result="stale"} 1"#,
+            "wordcount_data_age_seconds 42.0",
+            "wordcount_bigquery_bytes_billed_total 10485760",
+            "wordcount_ready 1",
+            r#"wordcount_config_info{word="the",source="sample"} 1"#,
+            "wordcount_build_info{version=",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! HTTP routes: a plain `match` on the path, one per listener.
+//!
+//! Public listener (`PORT`):
+//! - `GET /` — HTML table of counts for WORD
+//! - `GET /api/v1/counts` — the same as JSON
+//! - `GET /hello` — `Hello from PSPDFKit Engineer!`
+//!
+//! Admin listener (`ADMIN_PORT`, never exposed through an Ingress):
+//! - `GET /healthz` — liveness: 200 while the process serves
+//! - `GET /readyz` — 200 once the data source answered, 503 with the reason
+//! - `GET /metrics` — Prometheus text exposition
+//!
+//! `HEAD` works wherever `GET` does; another method on a known path is 405
+//! with `Allow`; anything else is 404. Every response carries the security
+//! headers and an `X-Request-Id`; every request is logged once and counted.
+//! Request bodies are never read.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use askama::Template;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::cache::{Cache, Readiness, Served};
+use crate::config::WordMatch;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::source::Row;
+use crate::telemetry::TraceContext;
+
+pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
+
+/// The page needs nothing but its own markup: no scripts, styles, images,
+/// frames or forms.
+const CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+pub type Body = Full<Bytes>;
+
+/// Everything a request handler needs, built once at start-up.
+pub struct State {
+    pub word: String,
+    pub word_match: WordMatch,
+    /// How the page names the data source, e.g. "BigQuery table p.d.t".
+    pub source_label: String,
+    pub cache: Arc<Cache>,
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Public,
+    Admin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Index,
+    Counts,
+    Hello,
+    Healthz,
+    Readyz,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    fn resolve(listener: Listener, path: &str) -> Route {
+        match (listener, path) {
+            (Listener::Public, "/") => Route::Index,
+            (Listener::Public, "/api/v1/counts") => Route::Counts,
+            (Listener::Public, "/hello") => Route::Hello,
+            (Listener::Admin, "/healthz") => Route::Healthz,
+            (Listener::Admin, "/readyz") => Route::Readyz,
+            (Listener::Admin, "/metrics") => Route::Metrics,
+            _ => Route::NotFound,
+        }
+    }
+
+    /// Metric label; unknown paths share one label so scanners cannot blow
+    /// up the series count.
+    fn label(self) -> &'static str {
+        match self {
+            Route::Index => "index",
+            Route::Counts => "counts",
+            Route::Hello => "hello",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+/// Entry point for both listeners: resolves the route, runs it under the
+/// request timeout, then adds the common headers, logs and counts.
+pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -> Response<Body> {
+    let started = Instant::now();
+    let route = Route::resolve(listener, req.uri().path());
+    let trace = TraceContext::from_traceparent(header_str(req.headers(), "traceparent"));
+    let request_id = header_str(req.headers(), "x-request-id")
+        .filter(|id| is_safe_request_id(id))
+        .map_or_else(|| trace.span_id.clone(), str::to_owned);
+    let method = method_label(req.method());
+    let span =
+        tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id, span_id = %trace.span_id);
+
+    let mut response = match tokio::time::timeout(
+        state.request_timeout,
+        dispatch(route, &req, &state, &trace, &request_id).instrument(span.clone()),
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n", "no-store"),
+    };
+    security_headers(response.headers_mut());
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state.metrics.observe_request(route.label(), method, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            method,
+            path = req.uri().path(),
+            route = route.label(),
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    });
+    response
+}
+
+async fn dispatch<B>(
+    route: Route,
+    req: &Request<B>,
+    state: &Arc<State>,
+    trace: &TraceContext,
+    request_id: &str,
+) -> Response<Body> {
+    if route == Route::NotFound {
+        return text(StatusCode::NOT_FOUND, "not found\n", "no-store");
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "no-store");
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    match route {
+        Route::Hello => text(StatusCode::OK, HELLO, "public, max-age=3600"),
+        Route::Index | Route::Counts => match state.cache.get(&state.word, trace).await {
+            Ok(served) if route == Route::Index => index_page(state, &served),
+            Ok(served) => counts_json(state, &served),
+            Err(err) => unavailable(route, state, &err, request_id),
+        },
+        Route::Healthz => text(StatusCode::OK, "ok\n", "no-store"),
+        Route::Readyz => match state.readiness.check() {
+            Ok(()) => text(StatusCode::OK, "ready\n", "no-store"),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}\n"), "no-store"),
+        },
+        Route::Metrics => {
+            let body = state.metrics.encode(state.cache.data_age(&state.word));
+            let mut response = respond(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8", "no-store");
+            // prometheus-client writes the OpenMetrics text format.
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            response
+        }
+        Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n", "no-store"),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "index.html")]
+struct IndexPage<'a> {
+    word: &'a str,
+    rows: &'a [Row],
+    total: u64,
+    source: &'a str,
+    fetched_at: String,
+    stale: bool,
+    match_note: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "unavailable.html")]
+struct UnavailablePage<'a> {
+    word: &'a str,
+    request_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct CountsBody<'a> {
+    word: &'a str,
+    word_match: &'static str,
+    source: &'static str,
+    rows: &'a [Row],
+    total: u64,
+    fetched_at: String,
+    age_seconds: u64,
+    stale: bool,
+}
+
+fn index_page(state: &State, served: &Served) -> Response<Body> {
+    let counts = &served.snapshot.counts;
+    let page = IndexPage {
+        word: &state.word,
+        rows: &counts.rows,
+        total: counts.total(),
+        source: &state.source_label,
+        fetched_at: rfc3339(served.snapshot.fetched_at),
+        stale: served.stale,
+        match_note: match state.word_match {
+            WordMatch::Exact => "exact match, case-sensitive",
+            WordMatch::IgnoreCase => "case-insensitive match",
+        },
+    };
+    match page.render() {
+        Ok(html) => with_freshness(respond(StatusCode::OK, html, "text/html; charset=utf-8", ""), served),
+        Err(err) => internal_error(&err),
+    }
+}
+
+fn counts_json(state: &State, served: &Served) -> Response<Body> {
+    let counts = &served.snapshot.counts;
+    let body = CountsBody {
+        word: &state.word,
+        word_match: state.word_match.as_str(),
+        source: state.cache.source_kind(),
+        rows: &counts.rows,
+        total: counts.total(),
+        fetched_at: rfc3339(served.snapshot.fetched_at),
+        age_seconds: served.age().as_secs(),
+        stale: served.stale,
+    };
+    match serde_json::to_vec(&body) {
+        Ok(json) => with_freshness(respond(StatusCode::OK, json, "application/json", ""), served),
+        Err(err) => internal_error(&err),
+    }
+}
+
+/// No data at all to show: 503 in the route's own format, with a hint
+/// when to come back. The cause goes to the log, not to the user.
+fn unavailable(route: Route, state: &State, err: &Error, request_id: &str) -> Response<Body> {
+    let status = err.status();
+    let mut response = if route == Route::Counts {
+        let body =
+            serde_json::json!({ "error": "data source unavailable", "reason": err.reason(), "word": state.word });
+        respond(status, body.to_string(), "application/json", "no-store")
+    } else {
+        match (UnavailablePage { word: &state.word, request_id }).render() {
+            Ok(html) => respond(status, html, "text/html; charset=utf-8", "no-store"),
+            Err(render_err) => return internal_error(&render_err),
+        }
+    };
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+fn internal_error(err: &dyn std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %err, "rendering failed");
+    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", "no-store")
+}
+
+/// Caches may keep a fresh answer for as long as it stays fresh here; a
+/// stale one must not be kept at all. `X-Data-Stale` says which it is.
+fn with_freshness(mut response: Response<Body>, served: &Served) -> Response<Body> {
+    let cache_control = if served.stale {
+        HeaderValue::from_static("no-store")
+    } else {
+        HeaderValue::from_str(&format!("public, max-age={}", served.fresh_for.as_secs()))
+            .unwrap_or(HeaderValue::from_static("no-cache"))
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    headers.insert("x-data-stale", HeaderValue::from_static(if served.stale { "true" } else { "false" }));
+    response
+}
+
+fn text(status: StatusCode, body: &str, cache_control: &'static str) -> Response<Body> {
+    respond(status, body.to_owned(), "text/plain; charset=utf-8", cache_control)
+}
+
+fn respond(
+    status: StatusCode,
+    body: impl Into<Bytes>,
+    content_type: &'static str,
+    cache_control: &'static str,
+) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !cache_control.is_empty() {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    }
+    response
+}
+
+fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Client-supplied request ids are echoed and logged, so only short ids of
+/// plain characters are accepted; anything else is replaced by our own.
+fn is_safe_request_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_live_on_their_own_listener() {
+        assert_eq!(Route::resolve(Listener::Public, "/"), Route::Index);
+        assert_eq!(Route::resolve(Listener::Public, "/api/v1/counts"), Route::Counts);
+        assert_eq!(Route::resolve(Listener::Public, "/hello"), Route::Hello);
+        assert_eq!(Route::resolve(Listener::Public, "/metrics"), Route::NotFound);
+        assert_eq!(Route::resolve(Listener::Public, "/readyz"), Route::NotFound);
+        assert_eq!(Route::resolve(Listener::Admin, "/"), Route::NotFound);
+        assert_eq!(Route::resolve(Listener::Admin, "/metrics"), Route::Metrics);
+        assert_eq!(Route::resolve(Listener::Public, "/hello/"), Route::NotFound);
+    }
+
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(is_safe_request_id("abc-123_x.y"));
+        assert!(!is_safe_request_id(""));
+        assert!(!is_safe_request_id("a b"));
+        assert!(!is_safe_request_id("<script>"));
+        assert!(!is_safe_request_id(&"x".repeat(65)));
+    }
+}
