@@ -39,3 +39,15 @@ data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what
 .PHONY: workflows-check
 workflows-check: ## .github/: SHA pins, house rules, action-validator schema, zizmor, yamllint (+ negative tests)
 	scripts/workflows/check.sh
+
+## --- observability (docs/observability.md, deploy/observability/) -------------
+
+.PHONY: observability-tools observability-check observability-static
+observability-tools: ## Unpack promtool/amtool/alertmanager from Debian's packages (no daemons), python3-yaml
+	scripts/observability/install.sh
+
+observability-check: observability-tools ## Rules + promtool tests + mutants, Alertmanager routes/inhibits, dashboard, scrape relabelling, live /metrics
+	scripts/observability/check.sh
+
+observability-static: observability-tools ## observability-check without building and starting the service
+	scripts/observability/check.sh --static

@@ -22,8 +22,9 @@
 # that was unpacked is part of the cache path and printed by `check.sh`.
 set -euo pipefail
 
-readonly PROMETHEUS_SERIES=2.42.
-readonly ALERTMANAGER_SERIES=0.25.
+# Override only to try another distribution's packages (e.g. Ubuntu's).
+PROMETHEUS_SERIES="${PROMETHEUS_SERIES:-2.42.}"
+ALERTMANAGER_SERIES="${ALERTMANAGER_SERIES:-0.25.}"
 
 log() { printf 'observability install: %s\n' "$*" >&2; }
 
@@ -50,21 +51,41 @@ if ! python3 -c 'import yaml' 2>/dev/null; then
 	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
 fi
 
-# --- promtool / amtool -------------------------------------------------------------
-if on_path_ok promtool "$PROMETHEUS_SERIES" && on_path_ok amtool "$ALERTMANAGER_SERIES" &&
-	command -v prometheus-alertmanager >/dev/null 2>&1; then
-	if $print_bin; then dirname "$(command -v promtool)"; fi
+# --- promtool / amtool / alertmanager ----------------------------------------------
+# Debian's alertmanager does not embed its notification templates: it reads
+# them from this fixed path and refuses to start without them (the inhibition
+# test runs a real one). They are plain data files; nothing else is touched.
+tmpl_dir=/usr/share/prometheus/alertmanager
+ensure_templates() { # $1: a directory holding Debian's *.tmpl
+	if [[ ! -f "$tmpl_dir/default.tmpl" ]]; then
+		log "installing Debian's alertmanager templates into $tmpl_dir"
+		"${sudo_cmd[@]}" install -d "$tmpl_dir"
+		"${sudo_cmd[@]}" install -m 0644 "$1"/*.tmpl "$tmpl_dir/"
+	fi
+}
+done_with() { # $1: the bin dir to use
+	if $print_bin; then printf '%s\n' "$1"; fi
 	exit 0
+}
+
+# Already installed (e.g. apt-get install on a developer machine): use it.
+if on_path_ok promtool "$PROMETHEUS_SERIES" && on_path_ok amtool "$ALERTMANAGER_SERIES" &&
+	command -v prometheus-alertmanager >/dev/null 2>&1 && [[ -f "$tmpl_dir/default.tmpl" ]]; then
+	done_with "$(dirname "$(command -v promtool)")"
 fi
 
 cache_root="${OBSERVABILITY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/observability-tools}"
+complete_unpack() { # $1: unpack root
+	[[ -x "$1/usr/bin/promtool" && -x "$1/usr/bin/amtool" && -x "$1/usr/bin/prometheus-alertmanager" &&
+		-f "$1/usr/share/prometheus/alertmanager/default.tmpl" ]]
+}
 # Fast path: an earlier unpack of the pinned series (asking apt costs seconds).
 # Delete $cache_root to pick up a newer Debian rebuild.
 shopt -s nullglob
-for cached in "$cache_root"/prometheus_"$PROMETHEUS_SERIES"*-alertmanager_"$ALERTMANAGER_SERIES"*/usr/bin; do
-	if [[ -x "$cached/promtool" && -x "$cached/amtool" && -x "$cached/prometheus-alertmanager" ]]; then
-		if $print_bin; then printf '%s\n' "$cached"; fi
-		exit 0
+for cached in "$cache_root"/prometheus_"$PROMETHEUS_SERIES"*-alertmanager_"$ALERTMANAGER_SERIES"*; do
+	if complete_unpack "$cached"; then
+		ensure_templates "$cached/usr/share/prometheus/alertmanager"
+		done_with "$cached/usr/bin"
 	fi
 done
 shopt -u nullglob
@@ -81,12 +102,12 @@ fi
 if [[ "$prom_ver" != "$PROMETHEUS_SERIES"* || "$am_ver" != "$ALERTMANAGER_SERIES"* ]]; then
 	log "apt offers prometheus '$prom_ver' and prometheus-alertmanager '$am_ver';" \
 		"expected the ${PROMETHEUS_SERIES}x / ${ALERTMANAGER_SERIES}x series (Debian 12)." \
-		"Check the rules tests with the new version, then bump the pins in $0."
+		"Run the checks with the new version, then bump the pins in $0."
 	exit 1
 fi
 
 dest="$cache_root/prometheus_${prom_ver}-alertmanager_${am_ver}"
-if [[ ! -x "$dest/usr/bin/promtool" || ! -x "$dest/usr/bin/amtool" || ! -x "$dest/usr/bin/prometheus-alertmanager" ]]; then
+if ! complete_unpack "$dest"; then
 	log "unpacking prometheus $prom_ver and prometheus-alertmanager $am_ver into $dest"
 	work="$(mktemp -d)"
 	trap 'rm -rf "$work"' EXIT
@@ -98,13 +119,15 @@ if [[ ! -x "$dest/usr/bin/promtool" || ! -x "$dest/usr/bin/amtool" || ! -x "$des
 	}
 	mkdir -p "$work/root"
 	for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
-	mkdir -p "$dest/usr/bin"
+	mkdir -p "$dest/usr/bin" "$dest/usr/share/prometheus/alertmanager"
 	for b in promtool amtool prometheus-alertmanager; do
 		install -m 0755 "$work/root/usr/bin/$b" "$dest/usr/bin/$b"
 	done
+	install -m 0644 "$work/root/usr/share/prometheus/alertmanager/"*.tmpl "$dest/usr/share/prometheus/alertmanager/"
 fi
 [[ "$(version_of "$dest/usr/bin/promtool")" == "$PROMETHEUS_SERIES"* ]] || {
 	log "unpacked promtool is not ${PROMETHEUS_SERIES}x"
 	exit 1
 }
-if $print_bin; then printf '%s\n' "$dest/usr/bin"; fi
+ensure_templates "$dest/usr/share/prometheus/alertmanager"
+done_with "$dest/usr/bin"
