@@ -489,9 +489,15 @@ def check_manifests() -> list[str]:
     if not raw.is_dir():
         print("manifests: raw-yaml/ does not exist yet, contract not checked")
         return []
-    errors, seen = [], 0
+    errors, seen, scrape_allowed = [], 0, set()
     for f in sorted(raw.rglob("*.y*ml")):
         for doc in yaml.safe_load_all(f.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "NetworkPolicy":
+                for rule in doc["spec"].get("ingress", []):
+                    if any(p.get("port") in (9090, "admin") for p in rule.get("ports", [])):
+                        for peer in rule.get("from", []):
+                            ns = (peer.get("namespaceSelector") or {}).get("matchLabels", {})
+                            scrape_allowed.add(ns.get("kubernetes.io/metadata.name"))
             if not isinstance(doc, dict) or doc.get("kind") != "Deployment":
                 continue
             tmpl = doc["spec"]["template"]
@@ -514,6 +520,11 @@ def check_manifests() -> list[str]:
                 errors.append(f"{where}: container port named admin missing (the scrape configs select it)")
     if seen == 0:
         errors.append("raw-yaml/: no Deployment with pod label app.kubernetes.io/name=wordcount")
+    # GMP's collectors run in gmp-system; prometheus.yml's Prometheus in monitoring.
+    for ns in ("gmp-system", "monitoring"):
+        if ns not in scrape_allowed:
+            errors.append(f"raw-yaml/: no NetworkPolicy admits the admin port (9090) from namespace {ns}")
+    print(f"manifests: {seen} wordcount Deployments honour the scrape contract" if not errors else "")
     return errors
 
 
