@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The deploy step: resolve -> verify -> render -> apply. Nothing is applied
+# unless the exact digest being deployed passed signature verification.
+#
+#   scripts/deploy/deploy.sh --image REF [options]
+#
+# REF is REPO:TAG or REPO@sha256:<hex>. A tag is resolved to its digest ONCE,
+# here; from then on only the digest is used (verified, written into the
+# manifests, applied), so moving the tag mid-deploy changes nothing.
+#
+# Target (where the rendered manifests go):
+#   --target kubectl   `kubectl apply -f RENDERED` against the current context
+#                      (default; the deploy workflow sets the context).
+#   --target podman    scripts/manifests/podman-play.sh RENDERED IMAGE_REF
+#                      (make mock-prod: podman kube play of the same manifests).
+#   --target render    stop after rendering; print the rendered folder.
+#
+# Verification (passed to cosign/verify; see its header):
+#   (default)                 keyless, real cosign, release-workflow identity
+#   --key FILE                key-based with cosign (air-gapped)
+#   --key FILE --with-imgsign key-based with tools/imgsign (no cosign binary:
+#                             the local rehearsal)
+#   --no-attestation          skip the SBOM attestation check (loudly)
+#   --from-local-release      image, key and verifier from the last
+#                             `make local-release` (.tmp/local-release/release.env)
+#
+# Other options:
+#   --manifests DIR   manifests to render (default: raw-yaml)
+#   --out DIR         rendered output (default: .tmp/deploy/rendered)
+#   --image-name N    repository name whose references are rewritten
+#                     (default: wordcount); any other image fails the render
+#   --allow-http-registry   plain HTTP to a loopback registry (rehearsal only)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+usage() { sed -n '2,33p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+say() { printf 'deploy: %s\n' "$*" >&2; }
+fail() { printf 'deploy: NOT DEPLOYED: %s\n' "$*" >&2; exit 1; }
+
+image="" target=kubectl manifests=raw-yaml out=.tmp/deploy/rendered image_name=wordcount
+verify_args=() allow_http=0
+while (($#)); do
+	case "$1" in
+	--image) image="${2:?}"; shift 2 ;;
+	--target) target="${2:?}"; shift 2 ;;
+	--manifests) manifests="${2:?}"; shift 2 ;;
+	--out) out="${2:?}"; shift 2 ;;
+	--image-name) image_name="${2:?}"; shift 2 ;;
+	--key) verify_args+=(--key "${2:?}"); shift 2 ;;
+	--with-imgsign | --no-attestation) verify_args+=("$1"); shift ;;
+	--allow-http-registry) allow_http=1; verify_args+=("$1"); shift ;;
+	--from-local-release)
+		env_file=.tmp/local-release/release.env
+		[[ -r "$env_file" ]] || fail "$env_file is missing: run make local-release first"
+		# shellcheck source=/dev/null
+		source "$env_file"
+		image="$LOCAL_RELEASE_IMAGE"
+		verify_args+=(--key "$LOCAL_RELEASE_PUBLIC_KEY" --with-imgsign)
+		allow_http=1
+		verify_args+=(--allow-http-registry)
+		shift
+		;;
+	-h | --help) usage ;;
+	*) echo "deploy: unknown argument $1" >&2; usage ;;
+	esac
+done
+[[ -n "$image" ]] || usage
+case "$target" in kubectl | podman | render) ;; *) fail "unknown target $target" ;; esac
+[[ -d "$manifests" ]] || fail "manifest folder $manifests does not exist"
+
+# --- 1. resolve ------------------------------------------------------------------
+skopeo_tls=()
+if ((allow_http)); then
+	registry="${image%%/*}"
+	[[ "$registry" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]] ||
+		fail "--allow-http-registry is for loopback registries only, not $registry"
+	skopeo_tls=(--tls-verify=false)
+fi
+if [[ "$image" == *@* ]]; then
+	ref="$image"
+	say "image given by digest: $ref"
+else
+	# The digest of exactly the manifest the tag points to (for a multi-arch
+	# image, the index): the sha256 of its raw bytes, which is what the
+	# registry serves, what cosign signs and what the cluster pulls.
+	digest="sha256:$(skopeo inspect "${skopeo_tls[@]}" --raw "docker://$image" | sha256sum | cut -d' ' -f1)" ||
+		fail "cannot resolve $image in its registry"
+	repo="$image"
+	if [[ "${image##*/}" == *:* ]]; then repo="${image%:*}"; fi
+	ref="$repo@$digest"
+	say "resolved $image -> $ref (this digest, not the tag, is verified and deployed)"
+fi
+
+# --- 2. verify -------------------------------------------------------------------
+if ! cosign/verify "${verify_args[@]}" "$ref"; then
+	fail "$ref failed verification (reason above); nothing was applied"
+fi
+
+# --- 3. render -------------------------------------------------------------------
+if ! python3 scripts/deploy/render.py "$manifests" "$out" "$image_name" "$ref"; then
+	fail "the manifests in $manifests could not all be pointed at the verified image; nothing was applied"
+fi
+
+# --- 4. apply --------------------------------------------------------------------
+case "$target" in
+render)
+	say "rendered into $out (not applied: --target render)"
+	printf '%s\n' "$out"
+	;;
+kubectl)
+	say "kubectl apply -f $out"
+	kubectl apply -f "$out"
+	say "deployed $ref"
+	;;
+podman)
+	play=scripts/manifests/podman-play.sh
+	[[ -x "$play" ]] || fail "$play is missing (owned by the manifests work); rendered manifests are in $out"
+	"$play" "$out" "$ref"
+	say "deployed $ref with podman kube play"
+	;;
+esac

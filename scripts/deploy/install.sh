@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what the signing and deploy targets need, idempotently, and builds
+# tools/imgsign. Calling it before every target costs about a second once
+# everything is present.
+#   apt:   docker-registry (the local registry), skopeo (tag -> digest,
+#          pushes by digest, copying signature manifests in the tests),
+#          podman + buildah + runc (the image and the negative-test images),
+#          jq, shellcheck.
+#   cargo: tools/imgsign, its own workspace and Cargo.lock, built --locked
+#          into tools/imgsign/target (CI caches that directory).
+# `install.sh --print-imgsign` prints the binary's path for other scripts.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+IMGSIGN_DIR="$ROOT/tools/imgsign"
+IMGSIGN="$IMGSIGN_DIR/target/release/imgsign"
+
+if [[ "${1:-}" == "--print-imgsign" ]]; then
+	printf '%s\n' "$IMGSIGN"
+	exit 0
+fi
+
+log() { printf 'deploy install: %s\n' "$*" >&2; }
+
+# --- apt -----------------------------------------------------------------------
+apt_pkgs=(docker-registry skopeo jq shellcheck curl)
+# Where a Docker engine answers, podman is not needed to build; the signing
+# test still builds its extra images with buildah.
+apt_pkgs+=(buildah podman runc)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	log "apt-get install ${missing[*]}"
+	sudo_cmd=()
+	if ((EUID != 0)); then sudo_cmd=(sudo); fi
+	# Other install scripts may run apt at the same moment: wait for the lock
+	# instead of failing.
+	"${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 \
+		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- tools/imgsign -------------------------------------------------------------
+# cargo's own freshness check makes this a no-op when nothing changed; the
+# cold build (sigstore + aws-lc) takes minutes on two cores, hence nice.
+if [[ ! -x "$IMGSIGN" ]] || [[ -n "$(find "$IMGSIGN_DIR/src" "$IMGSIGN_DIR/Cargo.toml" "$IMGSIGN_DIR/Cargo.lock" -newer "$IMGSIGN" -print -quit)" ]]; then
+	log "building tools/imgsign (cargo build --release --locked)"
+	(cd "$IMGSIGN_DIR" && nice -n 10 cargo build --quiet --release --locked)
+fi

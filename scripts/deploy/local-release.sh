@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The release workflow, rehearsed on this machine: push the image built by
+# `make image` to a loopback registry, by digest, and sign that digest.
+#
+#   scripts/deploy/local-release.sh [SOURCE_IMAGE]   (default: $IMAGE, localhost/wordcount:dev)
+#
+# What differs from .github/workflows/release.yml, and why:
+#   registry   127.0.0.1:$REGISTRY_PORT (docker-registry), not ghcr.io: no
+#              remote registry is reachable here.
+#   signing    a key pair generated for this run (tools/imgsign, cosign's
+#              key format), not keyless: there is no OIDC token, Fulcio or
+#              Rekor here. The private key lives under .tmp/local-release/
+#              (gitignored) and is replaced on every run.
+# What is the same: the image is addressed by digest from the push on, the
+# signature is cosign's simplesigning format in the sha256-<hex>.sig tag, and
+# the deploy step verifies it with the same cosign/verify entry point.
+#
+# Writes .tmp/local-release/release.env for `deploy.sh --from-local-release`:
+#   LOCAL_RELEASE_IMAGE=127.0.0.1:5000/wordcount@sha256:...
+#   LOCAL_RELEASE_PUBLIC_KEY=.tmp/local-release/cosign.pub
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+# The image scripts' engine choice: where `make image` left the image.
+# shellcheck source=scripts/image/engine.sh
+source scripts/image/engine.sh
+source_image="${1:-$IMAGE}"
+state=.tmp/local-release
+say() { printf 'local-release: %s\n' "$*" >&2; }
+
+scripts/deploy/install.sh
+imgsign="$(scripts/deploy/install.sh --print-imgsign)"
+scripts/deploy/registry.sh start
+addr="$(scripts/deploy/registry.sh addr)"
+
+# A local image from the engine's store, or anything skopeo can read.
+case "$source_image" in
+*://* | oci:* | oci-archive:* | docker-archive:* | containers-storage:* | docker-daemon:*) src="$source_image" ;;
+*) if [[ "$ENGINE" == docker ]]; then src="docker-daemon:$source_image"; else src="containers-storage:$source_image"; fi ;;
+esac
+
+mkdir -p "$state"
+repo="$addr/wordcount"
+# Pushed under a tag for humans browsing the registry; the digest file is the
+# identity everything afterwards uses.
+skopeo copy --quiet --dest-tls-verify=false --digestfile "$state/digest" \
+	"$src" "docker://$repo:dev"
+ref="$repo@$(cat "$state/digest")"
+say "pushed $source_image as $ref"
+
+# A fresh key pair per run: no key outlives the rehearsal, none is committed.
+rm -f "$state/cosign.key" "$state/cosign.pub"
+# The password only has to live as long as this script: nothing re-signs.
+COSIGN_PASSWORD="$(head -c 24 /dev/urandom | base64)"
+export COSIGN_PASSWORD
+"$imgsign" generate-key-pair --output-key-prefix "$state/cosign"
+"$imgsign" sign --key "$state/cosign.key" --allow-http-registry "$ref"
+
+cat >"$state/release.env" <<EOF
+LOCAL_RELEASE_IMAGE=$ref
+LOCAL_RELEASE_PUBLIC_KEY=$state/cosign.pub
+EOF
+say "signed $ref with a per-run key; deploy it with:"
+say "  scripts/deploy/deploy.sh --from-local-release --target podman"
+say "stop the registry afterwards: scripts/deploy/registry.sh stop"
