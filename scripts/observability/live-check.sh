@@ -8,15 +8,24 @@
 # on. (`promtool check metrics` is not used: it only knows the classic text
 # format and misreads OpenMetrics counter and info families.)
 #
-#   live-check.sh [BINARY]   default: `cargo build --locked` -> target/debug/wordcount
+#   live-check.sh [BINARY]   default: `cargo build --locked` (debug profile)
 #                            (a no-op after `cargo test` built the same profile)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 binary="${1:-}"
 if [[ -z "$binary" ]]; then
-	cargo build --locked --quiet --bin wordcount
-	binary=target/debug/wordcount
+	# Ask cargo where it put the binary (CARGO_TARGET_DIR, build.target-dir).
+	binary="$(cargo build --locked --quiet --bin wordcount --message-format=json-render-diagnostics |
+		python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "wordcount":
+        print(m["executable"])')"
+	[[ -x "$binary" ]] || {
+		echo "live-check: cargo build did not report the wordcount binary" >&2
+		exit 1
+	}
 fi
 
 work="$(mktemp -d)"
