@@ -58,7 +58,9 @@ def main() -> int:
 
     substituted, problems = 0, []
     for path in files:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        # newline="": keep CRLF files CRLF, so only image values change.
+        with open(path, encoding="utf-8", newline="") as f:
+            lines = f.read().splitlines(keepends=True)
         rendered = []
         for number, line in enumerate(lines, 1):
             body = line.rstrip("\r\n")
@@ -78,7 +80,8 @@ def main() -> int:
                     f"rewrite: {body.strip()}"
                 )
             rendered.append(body + ending)
-        (out_dir / path.name).write_text("".join(rendered), encoding="utf-8")
+        with open(out_dir / path.name, "w", encoding="utf-8", newline="") as f:
+            f.write("".join(rendered))
 
     if substituted == 0:
         problems.append(f"no image reference to {image_name} found in {src_dir}")

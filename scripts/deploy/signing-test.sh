@@ -201,6 +201,11 @@ spec:
 YAML
 PATH="$work/bin:$PATH" expect_refused "6. an image reference the deploy did not verify" "NOT SUBSTITUTED" \
 	"${deploy[@]}" --image "$repo@$signed" --manifests "$work/manifests" --target kubectl
+mkdir -p "$work/manifests-flow"
+printf '%s\n' '{"kind": "Pod", "spec": {"containers": [{"image": "ghcr.io/wordcount/wordcount:v1"}]}}' \
+	>"$work/manifests-flow/pod.json"
+PATH="$work/bin:$PATH" expect_refused "6. an image reference in a form the render cannot rewrite" "cannot rewrite" \
+	"${deploy[@]}" --image "$repo@$signed" --manifests "$work/manifests-flow" --target kubectl
 [[ ! -e "$work/rendered" ]] || bad "a refused deploy left rendered manifests behind"
 (($(applies) == before)) || bad "kubectl apply was called for a refused image"
 ok "kubectl apply was never called for any refused case"
