@@ -5,7 +5,7 @@
 #   apt:   docker-registry (the local registry), skopeo (tag -> digest,
 #          pushes by digest, copying signature manifests in the tests),
 #          podman + buildah + runc (the image and the negative-test images),
-#          jq, shellcheck.
+#          jq, curl, openssl (an independent signature check), shellcheck.
 #   cargo: tools/imgsign, its own workspace and Cargo.lock, built --locked
 #          into tools/imgsign/target (CI caches that directory).
 # `install.sh --print-imgsign` prints the binary's path for other scripts.
@@ -23,7 +23,7 @@ fi
 log() { printf 'deploy install: %s\n' "$*" >&2; }
 
 # --- apt -----------------------------------------------------------------------
-apt_pkgs=(docker-registry skopeo jq shellcheck curl)
+apt_pkgs=(docker-registry skopeo jq shellcheck curl openssl)
 # Where a Docker engine answers, podman is not needed to build; the signing
 # test still builds its extra images with buildah.
 apt_pkgs+=(buildah podman runc)

@@ -127,6 +127,18 @@ jq -e '.layers[0].mediaType == "application/vnd.dev.cosign.simplesigning.v1+json
 	and (.layers[0].annotations["dev.cosignproject.cosign/signature"] | length > 0)' \
 	<<<"$sig_manifest" >/dev/null || bad "signature manifest is not in cosign's format"
 ok "signature stored as cosign does: simplesigning layer in tag $(sig_tag "$signed")"
+# An independent check of the bytes, outside sigstore-rs: the payload names
+# the digest and the annotation is an ECDSA P-256/SHA-256 signature over
+# exactly that payload, verifiable with openssl and the public key alone.
+registry_url="http://$(scripts/deploy/registry.sh addr)"
+curl -fsS "$registry_url/v2/wordcount/blobs/$(jq -r '.layers[0].digest' <<<"$sig_manifest")" -o "$work/payload"
+jq -e --arg d "$signed" '.critical.image["docker-manifest-digest"] == $d
+	and .critical.type == "cosign container image signature"' "$work/payload" >/dev/null ||
+	bad "simplesigning payload does not name $signed"
+jq -r '.layers[0].annotations["dev.cosignproject.cosign/signature"]' <<<"$sig_manifest" | base64 -d >"$work/sig.der"
+openssl dgst -sha256 -verify "$work/release.pub" -signature "$work/sig.der" "$work/payload" >/dev/null ||
+	bad "openssl does not verify the signature over the payload"
+ok "openssl alone verifies the signature over the simplesigning payload"
 
 [[ -d raw-yaml ]] || bad "raw-yaml/ is missing: nothing to deploy"
 before="$(applies)"
