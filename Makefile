@@ -50,6 +50,25 @@ deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> ap
 signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
 	scripts/deploy/signing-test.sh
 
+## --- static binary and image (Dockerfile, scripts/image/) ---------------------
+
+IMAGE_SCRIPTS := scripts/image
+.PHONY: image-tools static image image-test repro-check
+image-tools: ## Install podman/buildah/runc/skopeo, cargo-auditable, hadolint, syft (pinned; skips what is there)
+	$(IMAGE_SCRIPTS)/install.sh
+
+static: image-tools ## Static release binary (gnu + crt-static, cargo auditable, reproducible) -> target/x86_64-unknown-linux-gnu/release/wordcount
+	$(IMAGE_SCRIPTS)/build-static.sh
+
+image: static ## Build localhost/wordcount:dev (podman here with the prebuilt static binary; docker builds from source)
+	$(IMAGE_SCRIPTS)/build-image.sh
+
+image-test: image ## Image checks: static, empty root, scratch contents, hardened run, TLS, SBOM, hadolint; prints budgets
+	$(IMAGE_SCRIPTS)/test-image.sh
+
+repro-check: image-tools ## Two clean builds of the static binary from HEAD must have the same sha256
+	$(IMAGE_SCRIPTS)/repro-check.sh
+
 ## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
 
 .PHONY: workflows-check

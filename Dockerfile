@@ -1,0 +1,92 @@
+# syntax=docker/dockerfile:1
+#
+# wordcount: one static binary in a FROM-scratch image.
+#
+#   docker build -t wordcount .               # release path: musl build below
+#   make image                                # this repo's local path, see
+#                                             # BINARY_FROM=prebuilt
+#
+# The final stage is the same for both paths; only the stage that provides
+# /out (the binary plus the CA bundle) differs:
+#   BINARY_FROM=musl      (default) builds the binary from source on Alpine.
+#   BINARY_FROM=prebuilt  takes target/image/prebuilt/ from the build context:
+#                         scripts/image/build-image.sh puts the static gnu
+#                         binary from `make static` and a CA bundle there, for
+#                         machines that cannot pull the builder image or
+#                         download the musl target (ours).
+# Build arguments the scripts pass (defaults keep a bare build working):
+#   SOURCE_DATE_EPOCH  the last commit's time; also the reason CREATED exists,
+#   CREATED            since a Dockerfile cannot format a date: the scripts
+#                      pass `date -u -d @$SOURCE_DATE_EPOCH +%FT%TZ`.
+#   VERSION, REVISION  Cargo.toml's version and the commit, for the labels.
+ARG BINARY_FROM=musl
+
+# --- builder base: Rust on Alpine (musl is the host target there) ---------------
+# The digest is the linux/amd64 image of rust:1.95.0-alpine3.22 as pinned by
+# public repositories in 2026 (found with a code search; this machine cannot
+# pull to re-check it). Bump tag and digest together, with rust-version in mind.
+FROM docker.io/library/rust:1.95.0-alpine3.22@sha256:064dfc925d68d1a63f4fd2871bd7dc6e6ea56692989a487185855d62885d90aa AS chef
+# musl-dev: ring compiles C. The version pin makes a changed libc.a (linked
+# into the binary) a visible build failure instead of a silent difference;
+# Alpine drops superseded versions, so a security update means bumping it.
+# cargo-chef gives a dependency layer that any registry cache can keep (BuildKit
+# cache mounts are not exported to CI caches); cargo-auditable embeds the
+# dependency list. Same cargo-auditable pin as scripts/*/install.sh.
+RUN apk add --no-cache musl-dev=1.2.5-r12 \
+    && cargo install --locked --version 0.1.78 cargo-chef \
+    && cargo install --locked --version 0.7.7 cargo-auditable \
+    && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
+WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS musl
+# The same flags as scripts/image/build-static.sh, for this builder's paths:
+# the checkout, CARGO_HOME and the target dir are remapped so no build path is
+# left in the binary. Set before `cook` so the dependency layer is reused.
+ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\" --remap-path-prefix=/usr/local/cargo=/cargo --remap-path-prefix=/usr/local/rustup=/rustup --remap-path-prefix=/src=/wordcount --remap-path-prefix=/src/target=/target"
+COPY --from=planner /src/recipe.json recipe.json
+RUN cargo chef cook --release --locked --target x86_64-unknown-linux-musl --recipe-path recipe.json
+COPY . .
+# Declared only here: a new commit time must not invalidate the cook layer.
+ARG SOURCE_DATE_EPOCH=0
+ARG REVISION=unknown
+# .git is not in the build context: build.rs takes the commit for --version
+# from WORDCOUNT_COMMIT, 12 hex digits like its own `git rev-parse --short=12`.
+RUN WORDCOUNT_COMMIT="$(printf '%.12s' "$REVISION")" cargo auditable build --release --locked --target x86_64-unknown-linux-musl \
+    && mkdir -p /out/etc/ssl/certs \
+    && cp target/x86_64-unknown-linux-musl/release/wordcount /out/wordcount \
+    && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
+
+# --- local path: binary and CA bundle staged by scripts/image/build-image.sh ----
+FROM scratch AS prebuilt
+COPY target/image/prebuilt/wordcount /out/wordcount
+COPY target/image/prebuilt/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
+
+FROM ${BINARY_FROM} AS binary
+
+# --- the image ----------------------------------------------------------------
+FROM scratch
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=1970-01-01T00:00:00Z
+LABEL org.opencontainers.image.title="wordcount" \
+      org.opencontainers.image.description="How often a word appears in each of Shakespeare's works, from BigQuery, as HTML and JSON" \
+      org.opencontainers.image.source="https://github.com/wordcount/wordcount" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}"
+# Exactly two files: the static binary and the CA bundle its rustls clients
+# load through rustls-native-certs (/etc/ssl/certs/ca-certificates.crt).
+COPY --from=binary /out/ /
+# 65532 is "nonroot" in distroless images; numeric, because scratch has no
+# /etc/passwd and Kubernetes' runAsNonRoot can only verify a numeric user.
+USER 65532:65532
+EXPOSE 8080 9090
+# No shell and no curl in the image: the binary probes its own admin port.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["/wordcount", "healthcheck"]
+ENTRYPOINT ["/wordcount"]

