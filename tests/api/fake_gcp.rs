@@ -25,9 +25,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::future::Future as _;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -521,10 +521,7 @@ impl hyper::body::Body for FakeBody {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 // Failing at once would make hyper drop the buffered head
                 // too; the client must see headers and a partial body.
-                None => pause
-                    .as_mut()
-                    .poll(cx)
-                    .map(|()| Some(Err(std::io::Error::other("body truncated on purpose")))),
+                None => pause.as_mut().poll(cx).map(|()| Some(Err(std::io::Error::other("body truncated on purpose")))),
             },
         }
     }
@@ -602,10 +599,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<FakeBod
     if let Some(fault) = shared.take_fault(false) {
         return fault_response(fault).await;
     }
-    if shared.require_auth {
-        if let Err(message) = check_bearer(&shared, recorded.authorization.as_deref()) {
-            return google_error(401, "authError", "UNAUTHENTICATED", message);
-        }
+    if shared.require_auth
+        && let Err(message) = check_bearer(&shared, recorded.authorization.as_deref())
+    {
+        return google_error(401, "authError", "UNAUTHENTICATED", message);
     }
 
     let segments: Vec<&str> = rest.split('/').collect();

@@ -3,5 +3,6 @@
 //! 127.0.0.1 where a test needs them. Logs stay quiet unless `TEST_LOG` is
 //! set.
 
+mod bigquery;
 mod fake_gcp;
 mod helpers;
