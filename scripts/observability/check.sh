@@ -25,6 +25,9 @@ step "amtool check-config"
 "$OBS_BIN/amtool" check-config "$obs/alertmanager/alertmanager.yml"
 
 failed=()
+step "render-rules: ClusterRules (GMP) and PrometheusRule (operator)"
+python3 scripts/observability/render-rules.py --check || failed+=(render-rules)
+
 for c in names docs dashboard scrape routes inhibit manifests selftest mutate; do
 	step "obscheck $c"
 	python3 scripts/observability/obscheck.py "$c" || failed+=("$c")
