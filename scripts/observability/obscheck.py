@@ -66,8 +66,13 @@ class CheckError(Exception):
 
 
 def tool(name: str) -> str:
-    p = BIN / name if str(BIN) else Path(shutil.which(name) or name)
-    return str(p)
+    global BIN
+    if not str(BIN) or str(BIN) == ".":
+        # Run standalone: ask the install script (it is quick when installed).
+        out = subprocess.run([str(ROOT / "scripts" / "observability" / "install.sh"), "--print-bin"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        BIN = Path(out)
+    return str(BIN / name)
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -302,6 +307,8 @@ def check_docs(doc=DOC) -> list[str]:
 
 # --- dashboard ---------------------------------------------------------------------
 
+PANEL_TYPES = {"row", "timeseries", "stat", "table", "gauge", "bargauge", "state-timeline",
+               "status-history", "text", "heatmap", "logs", "alertlist"}
 GRAFANA_BUILTIN_VARS = {"__rate_interval", "__interval", "__range", "__range_s", "__interval_ms",
                         "__dashboard", "__from", "__to"}
 
@@ -346,12 +353,22 @@ def check_dashboard(path=DASHBOARD, promtool_syntax=True) -> list[str]:
             continue
         if (p.get("datasource") or {}).get("uid") != "${datasource}":
             errors.append(f"{where}: datasource must be the ${{datasource}} variable, not a fixed uid")
+        if p.get("type") not in PANEL_TYPES:
+            errors.append(f"{where}: unknown panel type {p.get('type')!r}")
         targets = p.get("targets") or []
         if not targets:
             errors.append(f"{where}: no queries")
         for t in targets:
             if not t.get("expr"):
                 errors.append(f"{where}: target {t.get('refId')} has no expr")
+                continue
+            # A legend can only show labels the aggregations keep.
+            for by in re.findall(r"\bby\s*\(([^)]*)\)", t["expr"]):
+                kept = {l.strip() for l in by.split(",")}
+                for label in re.findall(r"\{\{\s*(\w+)\s*\}\}", t.get("legendFormat", "")):
+                    if label not in kept:
+                        errors.append(f"{where} {t.get('refId')}: legend uses {{{{{label}}}}}, "
+                                      f"which `by ({by})` drops")
     refs = set()
     for expr, where in dashboard_exprs(dash):
         for v in re.findall(r"\$\{?(\w+)", expr):
@@ -789,6 +806,10 @@ def selftest() -> list[str]:
         bad_var = variant(lambda d: target_of(d).update(expr='wordcount_ready{pod=~"$nope"}'))
         if not any("$nope" in e for e in check_dashboard(bad_var, promtool_syntax=False)):
             errors.append("dashboard check accepted an undefined variable")
+        bad_legend = variant(lambda d: target_of(d).update(
+            expr="sum by (word) (rate(wordcount_http_requests_total[5m]))", legendFormat="{{instance}}"))
+        if not any("legend" in e for e in check_dashboard(bad_legend, promtool_syntax=False)):
+            errors.append("dashboard check accepted a legend label the query aggregates away")
         overlap = variant(lambda d: d["panels"].append({**copy.deepcopy(panel), "id": 9999}))
         if not any("overlaps" in e for e in check_dashboard(overlap, promtool_syntax=False)):
             errors.append("dashboard check accepted overlapping panels")

@@ -53,7 +53,10 @@ def main() -> int:
     if arg == "--check":
         # What kubectl would receive, parsed back: the groups must be the
         # rules files' groups, and promtool must accept them as a rules file.
-        promtool = str(Path(os.environ["OBS_BIN"]) / "promtool") if os.environ.get("OBS_BIN") else "promtool"
+        bin_dir = os.environ.get("OBS_BIN") or subprocess.run(
+            [str(ROOT / "scripts" / "observability" / "install.sh"), "--print-bin"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        promtool = str(Path(bin_dir) / "promtool")
         for flavour in ("gmp", "operator"):
             obj = yaml.safe_load(yaml.safe_dump(render(flavour), sort_keys=False, width=1000))
             rendered = [{k: v for k, v in g.items() if not (k == "interval" and flavour == "gmp")}
