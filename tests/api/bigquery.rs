@@ -45,6 +45,28 @@ async fn start(fake: FakeGcp, extra: &[(&str, &str)]) -> Harness {
     Harness { fake, app, _keys: keys }
 }
 
+impl Harness {
+    /// Waits until `/readyz` answers 200; on time-out, fails with what
+    /// `/readyz` and the token endpoint said, which is usually the cause.
+    async fn ready(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let readyz = self.app.get_admin("/readyz").await;
+            if readyz.status() == 200 {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "not ready within {limit:?}: /readyz says {:?}; token endpoint refusals: {:?}",
+                    readyz.text().await.unwrap_or_default(),
+                    self.fake.token_rejections().into_iter().collect::<std::collections::BTreeSet<_>>()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Runs `test`, failing it if it takes longer than `limit`.
 async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, test).await.unwrap_or_else(|_| panic!("test took longer than {limit:?}"))
@@ -104,7 +126,7 @@ async fn serves_the_table_bigquery_computes_and_turns_ready_after_the_first_answ
         assert_eq!(readyz.status(), 503, "not ready before BigQuery answered");
 
         // Act
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (status, headers, body) = counts(&h.app).await;
         let page = h.app.get("/").await;
 
@@ -145,7 +167,7 @@ async fn the_word_is_bound_as_a_parameter_and_the_job_is_capped() {
         )
         .await;
 
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (status, _, body) = counts(&h.app).await;
 
         assert_eq!(status, 200);
@@ -172,7 +194,7 @@ async fn the_word_is_bound_as_a_parameter_and_the_job_is_capped() {
 async fn ignore_case_folds_case_in_bigquery() {
     within(Duration::from_secs(20), async {
         let h = start(FakeGcp::start().await, &[("WORD", "The"), ("WORD_MATCH", "ignore-case")]).await;
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
         assert_eq!(rows(&body), fake_gcp::expected_counts("the", true));
         assert_ne!(rows(&body), fake_gcp::expected_counts("The", false));
@@ -305,7 +327,7 @@ async fn recovers_after_transient_failures(case: RetryCase) {
     let started = Instant::now();
     let mode = case.mode;
 
-    h.app.wait_ready(Duration::from_secs(case.timeout_secs + 2)).await;
+    h.ready(Duration::from_secs(case.timeout_secs + 2)).await;
     let elapsed = started.elapsed();
     let (status, _, body) = counts(&h.app).await;
 
@@ -353,7 +375,7 @@ async fn running_jobs_are_polled_and_every_page_is_read() {
         fake.set_page_size(Some(4));
         let h = start(fake, &[]).await;
 
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
 
         let expected = fake_gcp::expected_counts("the", false);
@@ -378,7 +400,7 @@ async fn an_expired_token_is_replaced_before_the_next_query() {
         let fake = FakeGcp::start().await;
         fake.set_token_lifetime(21, Some(Duration::from_secs(2)));
         let h = start(fake, &[("CACHE_TTL", "1")]).await;
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
 
         tokio::time::sleep(Duration::from_millis(2300)).await;
         let fake = &h.fake;
@@ -430,7 +452,7 @@ async fn concurrent_cold_requests_share_one_job() {
 async fn stale_data_is_served_while_bigquery_fails_and_fresh_data_follows() {
     within(Duration::from_secs(30), async {
         let h = start(FakeGcp::start().await, &[("CACHE_TTL", "1")]).await;
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (_, headers, fresh) = counts(&h.app).await;
         assert_eq!(fresh["stale"].as_bool(), Some(false));
         assert_eq!(headers["x-data-stale"], "false");
@@ -471,7 +493,7 @@ async fn stale_data_is_served_while_bigquery_fails_and_fresh_data_follows() {
 async fn the_callers_trace_reaches_bigquery() {
     within(Duration::from_secs(20), async {
         let h = start(FakeGcp::start().await, &[("CACHE_TTL", "1")]).await;
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         tokio::time::sleep(Duration::from_millis(1100)).await;
 
         // This request finds the data expired and causes the refresh.
@@ -505,7 +527,7 @@ async fn the_callers_trace_reaches_bigquery() {
 async fn without_auth_no_token_is_fetched_or_sent() {
     within(Duration::from_secs(20), async {
         let h = start(FakeGcp::start_without_auth().await, &[("BIGQUERY_AUTH", "none")]).await;
-        h.app.wait_ready(Duration::from_secs(10)).await;
+        h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
 
         assert_eq!(rows(&body), fake_gcp::expected_counts("the", false));
