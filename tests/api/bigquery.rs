@@ -538,3 +538,100 @@ async fn without_auth_no_token_is_fetched_or_sent() {
     })
     .await;
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn the_binary_serves_bigquery_with_a_key_file_and_logs_no_secret() {
+    within(Duration::from_secs(30), async {
+        // Arrange: the real process, configured only through its
+        // environment, with debug logs; one transient failure on the way.
+        let fake = FakeGcp::start().await;
+        fake.set_mode_for(Mode::ServerError(503), 1);
+        let keys = tempfile::tempdir().unwrap();
+        let key_file = fake.write_key_file(keys.path());
+        let (port, admin) = (free_port().to_string(), free_port().to_string());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wordcount"))
+            .env_clear()
+            .envs([
+                ("SOURCE", "bigquery"),
+                ("BIGQUERY_PROJECT", PROJECT),
+                ("BIGQUERY_ENDPOINT", fake.endpoint().as_str()),
+                ("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap()),
+                ("BIND_ADDRESS", "127.0.0.1"),
+                ("PORT", port.as_str()),
+                ("ADMIN_PORT", admin.as_str()),
+                ("LOG_FORMAT", "json"),
+                ("RUST_LOG", "debug"),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        // Drain the pipes while it runs, so debug logs cannot fill them.
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+        // Act
+        let readyz = format!("http://127.0.0.1:{admin}/readyz");
+        let ready = {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if client.get(&readyz).send().await.is_ok_and(|r| r.status() == 200) {
+                    break true;
+                }
+                if Instant::now() >= deadline || child.try_wait().unwrap().is_some() {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let answer = match ready {
+            true => Some(client.get(format!("http://127.0.0.1:{port}/api/v1/counts")).send().await.unwrap()),
+            false => None,
+        };
+        let body: Option<Value> = match answer {
+            Some(response) => Some(response.json().await.unwrap()),
+            None => None,
+        };
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                break child.wait().unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+
+        // Assert
+        assert!(ready, "the binary did not turn ready; stderr: {stderr}\nstdout: {stdout}");
+        assert_eq!(rows(&body.unwrap()), fake_gcp::expected_counts("the", false));
+        assert!(status.success(), "SIGTERM ends it cleanly: {status:?}; stderr: {stderr}");
+        assert_eq!(fake.job_queries().len(), 2, "the 503 was retried");
+        let credentials = stdout
+            .lines()
+            .find(|line| line.contains("BigQuery credentials"))
+            .unwrap_or_else(|| panic!("no log line names the credentials: {stdout}"));
+        assert!(credentials.contains("key file"), "{credentials}");
+        assert!(credentials.contains(fake_gcp::CLIENT_EMAIL), "the account is named: {credentials}");
+        assert_no_secrets(&fake, &stdout);
+        assert_no_secrets(&fake, &stderr);
+    })
+    .await;
+}
