@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Make generated SBOMs reproducible, in place.
+
+    normalise-sbom.py --root REPO_ROOT FILE.cdx.json|FILE.spdx.json ...
+
+Unchanged Cargo.toml/Cargo.lock must give byte-identical files, so the
+committed SBOMs only change when the dependency tree does:
+* the checkout's absolute path (in bom-refs, SPDX ids, download locations)
+  becomes "." -- the same tree cloned elsewhere gives the same SBOM;
+* timestamps become the epoch; CycloneDX serialNumber is dropped (optional in
+  the spec; a random UUID per run would make every regeneration a diff); the
+  SPDX documentNamespace (required, unique per document) is derived from the
+  document's content instead of a random UUID;
+* arrays whose order carries no meaning are sorted.
+"""
+import argparse
+import hashlib
+import json
+import sys
+
+EPOCH = "1970-01-01T00:00:00Z"
+
+
+def replace_root(value, root):
+    if isinstance(value, str):
+        return value.replace("file://" + root, "file://.").replace(root, ".")
+    if isinstance(value, list):
+        return [replace_root(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: replace_root(v, root) for k, v in value.items()}
+    return value
+
+
+def cyclonedx(doc):
+    doc.pop("serialNumber", None)
+    meta = doc.get("metadata", {})
+    if "timestamp" in meta:
+        meta["timestamp"] = EPOCH
+    doc.get("components", []).sort(key=lambda c: (c.get("bom-ref", ""), c.get("purl", "")))
+    for dep in doc.get("dependencies", []):
+        dep.get("dependsOn", []).sort()
+    doc.get("dependencies", []).sort(key=lambda d: d.get("ref", ""))
+    return doc
+
+
+def spdx(doc):
+    doc.setdefault("creationInfo", {})["created"] = EPOCH
+    doc.get("packages", []).sort(key=lambda p: p.get("SPDXID", ""))
+    doc.get("files", []).sort(key=lambda f: f.get("SPDXID", ""))
+    doc.get("relationships", []).sort(
+        key=lambda r: (r.get("spdxElementId", ""), r.get("relationshipType", ""),
+                       r.get("relatedSpdxElement", "")))
+    for key in ("documentDescribes",):
+        if isinstance(doc.get(key), list):
+            doc[key].sort()
+    doc["documentNamespace"] = ""
+    digest = hashlib.sha256(dump(doc).encode()).hexdigest()
+    name = doc.get("name", "wordcount")
+    doc["documentNamespace"] = f"https://spdx.org/spdxdocs/{name}-{digest}"
+    return doc
+
+
+def dump(doc):
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--root", required=True, help="absolute path of the checkout")
+    ap.add_argument("files", nargs="+")
+    args = ap.parse_args()
+    root = args.root.rstrip("/")
+    for path in args.files:
+        with open(path, encoding="utf-8") as f:
+            doc = replace_root(json.load(f), root)
+        if doc.get("bomFormat") == "CycloneDX":
+            doc = cyclonedx(doc)
+        elif str(doc.get("spdxVersion", "")).startswith("SPDX-"):
+            doc = spdx(doc)
+        else:
+            sys.exit(f"{path}: neither CycloneDX nor SPDX JSON")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(dump(doc))
+
+
+if __name__ == "__main__":
+    main()
