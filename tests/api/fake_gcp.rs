@@ -1236,13 +1236,14 @@ mod tests {
     #[tokio::test]
     async fn tokens_stop_working_when_the_fake_says_so() {
         let fake = FakeGcp::start().await;
-        fake.set_token_lifetime(21, Some(Duration::from_millis(300)));
+        // Long enough to be used once on a busy machine, short enough to wait out.
+        fake.set_token_lifetime(21, Some(Duration::from_millis(1500)));
         let response = grant(&fake, &sign_jwt(&claims(&fake))).await;
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["expires_in"], 21);
         let token = body["access_token"].as_str().unwrap().to_owned();
         assert_eq!(post_query(&fake, &query_body("the"), Some(&token)).await.status(), 200);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         let expired = post_query(&fake, &query_body("the"), Some(&token)).await;
         assert_eq!(expired.status(), 401);
         assert!(expired.text().await.unwrap().contains("expired"));
