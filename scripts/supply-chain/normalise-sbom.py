@@ -11,7 +11,9 @@ committed SBOMs only change when the dependency tree does:
   the spec; a random UUID per run would make every regeneration a diff); the
   SPDX documentNamespace (required, unique per document) is derived from the
   document's content instead of a random UUID;
-* arrays whose order carries no meaning are sorted.
+* arrays whose order carries no meaning are sorted, and exact duplicate
+  entries dropped (cargo-sbom 0.10 lists its Cargo.lock file entry twice,
+  which repeats an SPDXID).
 """
 import argparse
 import hashlib
@@ -43,8 +45,21 @@ def cyclonedx(doc):
     return doc
 
 
+def dedupe(items):
+    seen, out = set(), []
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out
+
+
 def spdx(doc):
     doc.setdefault("creationInfo", {})["created"] = EPOCH
+    for key in ("packages", "files", "relationships"):
+        if isinstance(doc.get(key), list):
+            doc[key] = dedupe(doc[key])
     doc.get("packages", []).sort(key=lambda p: p.get("SPDXID", ""))
     doc.get("files", []).sort(key=lambda f: f.get("SPDXID", ""))
     doc.get("relationships", []).sort(

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# SBOMs of the wordcount package's dependency tree, committed under sbom/.
+#   sbom.sh generate  - regenerate sbom/wordcount.cdx.json (CycloneDX 1.5,
+#                       cargo-cyclonedx) and sbom/wordcount.spdx.json (SPDX
+#                       2.3, cargo-sbom); `make sbom`.
+#   sbom.sh check     - regenerate into a temporary directory and fail if
+#                       sbom/ differs; `make sbom-check`.
+# Both are normalised (normalise-sbom.py) so unchanged Cargo.toml/Cargo.lock
+# give byte-identical files and the diff shows dependency changes only.
+set -euo pipefail
+export SC_GATE=sbom
+# shellcheck source=scripts/supply-chain/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$SC_ROOT"
+
+# The shipped target (the image's musl binary). Fixed, so a developer on a
+# Mac regenerates the same file as CI.
+readonly TARGET=x86_64-unknown-linux-musl
+readonly CDX=wordcount.cdx.json SPDX=wordcount.spdx.json
+
+# generate DIR: writes both SBOMs into DIR.
+generate() {
+	local out=$1 work
+	sc_tmpdir
+	work="$SC_TMP/gen"
+	rm -rf "$work"
+	mkdir -p "$work"
+	cargo fetch --locked --quiet
+	# cargo-cyclonedx writes next to Cargo.toml and takes no directory in
+	# --override-filename; a private name avoids clobbering anything there.
+	local name=".sbom-$$"
+	SOURCE_DATE_EPOCH=0 cargo cyclonedx --quiet --format json --spec-version 1.5 \
+		--target "$TARGET" --override-filename "$name"
+	mv "$name.json" "$work/$CDX"
+	# cargo-sbom has no target filter: its SPDX covers every platform's
+	# dependencies (and, unlike the CycloneDX file, no build-dependencies).
+	SOURCE_DATE_EPOCH=0 cargo sbom --cargo-package wordcount --output-format spdx_json_2_3 >"$work/$SPDX"
+	python3 "$SC_DIR/normalise-sbom.py" --root "$SC_ROOT" "$work/$CDX" "$work/$SPDX"
+	mkdir -p "$out"
+	cp "$work/$CDX" "$work/$SPDX" "$out/"
+}
+
+# crate_diff OLD NEW: "+ name version" / "- name version" lines.
+crate_diff() {
+	python3 - "$1" "$2" <<'PY'
+import json, sys
+def crates(path):
+    try:
+        doc = json.load(open(path))
+    except FileNotFoundError:
+        return set()
+    return {(c["name"], c["version"]) for c in doc.get("components", [])}
+old, new = crates(sys.argv[1]), crates(sys.argv[2])
+for n, v in sorted(new - old):
+    print(f"    + {n} {v}")
+for n, v in sorted(old - new):
+    print(f"    - {n} {v}")
+PY
+}
+
+case "${1:-}" in
+generate)
+	generate sbom
+	sc_log "wrote sbom/$CDX and sbom/$SPDX; commit them with the Cargo.toml/Cargo.lock change"
+	;;
+check)
+	sc_tmpdir
+	generate "$SC_TMP/fresh"
+	stale=()
+	for f in "$CDX" "$SPDX"; do
+		cmp -s "sbom/$f" "$SC_TMP/fresh/$f" || stale+=("$f")
+	done
+	if ((${#stale[@]})); then
+		{
+			echo
+			echo "sbom/ is stale: ${stale[*]} do not match Cargo.toml/Cargo.lock."
+			echo "Crates (CycloneDX components) that changed:"
+			crate_diff "sbom/$CDX" "$SC_TMP/fresh/$CDX"
+			echo "First lines of the diff:"
+			for f in "${stale[@]}"; do
+				diff -u "sbom/$f" "$SC_TMP/fresh/$f" 2>&1 | head -n 40 || true
+			done
+		} >&2
+		sc_fail "sbom/ is stale: run 'make sbom' and commit sbom/ together with Cargo.toml/Cargo.lock"
+	fi
+	sc_log "sbom/ matches Cargo.toml/Cargo.lock"
+	;;
+*)
+	echo "usage: $0 generate|check" >&2
+	exit 2
+	;;
+esac
