@@ -19,12 +19,16 @@ would otherwise check by eye in every workflow change:
   P9  release.yml uses no cache (actions/cache, rust-cache, `cache:` inputs,
       buildx cache-from/cache-to): a cache written by a branch or PR run
       must never reach a release artifact
+  P10 what `run:` calls exists: every `make` target is defined in the
+      Makefile, every script is in the repository and executable (git mode
+      100755), so a workflow cannot call an entry point that was renamed
 
 Needs PyYAML (the workflow tools venv has it, through yamllint).
 Usage: check-policy.py [FILE.yml ...]   (default: .github/workflows/*.yml)
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -60,8 +64,36 @@ def action_of(step: dict) -> str:
     return uses.split("@", 1)[0].lower() if isinstance(uses, str) else ""
 
 
-def check_workflow(doc: object, name: str) -> list[str]:
+def makefile_targets(root: Path) -> set[str]:
+    targets: set[str] = set()
+    mk = root / "Makefile"
+    if mk.is_file():
+        for line in mk.read_text(encoding="utf-8").splitlines():
+            m = re.match(r"^([A-Za-z0-9_.%-]+(?:\s+[A-Za-z0-9_.%-]+)*)\s*:(?!=)", line)
+            if m:
+                targets.update(m.group(1).split())
+    return targets
+
+
+def entry_point_errors(run: str, root: Path, targets: set[str]) -> list[str]:
+    words = run.strip().split()
+    if not words:
+        return []
+    if words[0] == "make":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        return [f"make target {t!r} is not defined in the Makefile" for t in names if t not in targets]
+    path = root / words[0]
+    if not path.is_file():
+        return [f"{words[0]} does not exist"]
+    if not os.access(path, os.X_OK):
+        return [f"{words[0]} is not executable (git update-index --chmod=+x)"]
+    return []
+
+
+def check_workflow(doc: object, name: str, root: Path | None = None) -> list[str]:
+    """root: the repository, for P10; None skips P10."""
     errs: list[str] = []
+    targets = makefile_targets(root) if root is not None else set()
 
     def err(rule: str, where: str, msg: str) -> None:
         errs.append(f"{name}: {where}: {rule}: {msg}")
@@ -125,6 +157,9 @@ def check_workflow(doc: object, name: str) -> list[str]:
                 first = run.strip().splitlines()[0] if run.strip() else ""
                 if not ENTRY_POINT.match(first) or len(run.strip().splitlines()) > 1:
                     err("P8", swhere, f"run: must be one `make ...`, `scripts/...` or `cosign/...` command, found {first!r}")
+                elif root is not None:
+                    for e in entry_point_errors(first, root, targets):
+                        err("P10", swhere, e)
             if is_release:
                 if act in CACHE_ACTIONS or "cache" in w or "cache-from" in w or "cache-to" in w:
                     err("P9", swhere, "release jobs use no caches (cache poisoning)")
@@ -139,13 +174,13 @@ def main(argv: list[str]) -> int:
         return 1
     errs: list[str] = []
     for f in files:
-        errs += check_workflow(yaml.load(f.read_text(encoding="utf-8"), Loader=Loader), str(f))
+        errs += check_workflow(yaml.load(f.read_text(encoding="utf-8"), Loader=Loader), str(f), root)
     for e in errs:
         print(f"check-policy: {e}", file=sys.stderr)
     if errs:
         print(f"check-policy: FAILED, {len(errs)} problem(s)", file=sys.stderr)
         return 1
-    print(f"check-policy: ok, {len(files)} workflows follow P1-P9")
+    print(f"check-policy: ok, {len(files)} workflows follow P1-P10")
     return 0
 
 

@@ -131,5 +131,46 @@ class Policy(unittest.TestCase):
         self.assertEqual(self.mutate(g, "release.yml"), ["P9"])
 
 
+class EntryPoints(unittest.TestCase):
+    """P10: the Makefile targets and scripts a workflow calls must exist."""
+
+    def setUp(self):
+        import shutil
+        import tempfile
+        self.root = Path(tempfile.mkdtemp(prefix="check-policy-"))
+        self.addCleanup(shutil.rmtree, self.root)
+        (self.root / "Makefile").write_text(
+            ".PHONY: test lint\ntest lint: ## both\n\tcargo test\nX := 1\nimage-test:\n\ttrue\n")
+        (self.root / "scripts/workflows").mkdir(parents=True)
+        script = self.root / "scripts/workflows/release.sh"
+        script.write_text("#!/bin/sh\n")
+        script.chmod(0o755)
+
+    def rules(self, doc) -> list[str]:
+        return [e.split(": ")[2] for e in cp.check_workflow(doc, "ci.yml", self.root)]
+
+    def test_existing_targets_and_executable_script_pass(self):
+        doc = load(GOOD)
+        doc["jobs"]["build"]["steps"][2]["run"] = "make lint test image-test"
+        self.assertEqual(self.rules(doc), [])
+
+    def test_undefined_make_target(self):
+        doc = load(GOOD)
+        doc["jobs"]["build"]["steps"][2]["run"] = "make test supply-chain"
+        self.assertEqual(self.rules(doc), ["P10"])
+
+    def test_variable_assignment_is_not_a_target(self):
+        self.assertNotIn("X", cp.makefile_targets(self.root))
+
+    def test_missing_script(self):
+        doc = load(GOOD)
+        doc["jobs"]["sign"]["steps"][1]["run"] = "scripts/workflows/nope.sh sign"
+        self.assertEqual(self.rules(doc), ["P10"])
+
+    def test_script_without_exec_bit(self):
+        (self.root / "scripts/workflows/release.sh").chmod(0o644)
+        self.assertEqual(self.rules(load(GOOD)), ["P10"])
+
+
 if __name__ == "__main__":
     unittest.main()
