@@ -8,7 +8,8 @@
 #                      one pin per action, each pin in docs/pipeline.md's table
 #   3 check-policy.py  the house rules (permissions, timeouts, harden-runner,
 #                      persist-credentials, no pull_request_target, concurrency,
-#                      env-only interpolation, entry points only, no release cache)
+#                      env-only interpolation, entry points only and existing,
+#                      no release cache)
 #   4 action-validator schema + job graph of each workflow (SchemaStore)
 #   5 zizmor           security audit, pedantic persona, strict collection
 #                      (schema errors fail too); offline by default. With
