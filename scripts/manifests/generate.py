@@ -206,10 +206,11 @@ def service_account(cfg: dict) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": meta(NAME, cfg, annotations={
-            # GKE Workload Identity: pods using this KSA act as this GSA.
+        # GKE Workload Identity: pods using this KSA act as this GSA. Empty
+        # gcp_service_account = IAM roles granted to the KSA principal directly.
+        "metadata": meta(NAME, cfg, **({"annotations": {
             "iam.gke.io/gcp-service-account": cfg["gcp_service_account"],
-        }),
+        }} if cfg["gcp_service_account"] else {})),
         # The service never talks to the Kubernetes API; Workload Identity on
         # GKE goes through the metadata server, not the projected token.
         "automountServiceAccountToken": False,
@@ -251,14 +252,16 @@ def network_policies(cfg: dict) -> list[dict]:
             }],
         }),
         policy("allow-metadata-server", {
-            # Workload Identity tokens come from the GKE metadata server:
-            # 169.254.169.254:80, and port 988 where the gke-metadata-server
-            # DaemonSet listens (GKE Dataplane V2 evaluates policy after the
-            # redirect to it, so both ports must be open).
+            # Workload Identity tokens come from the GKE metadata server. Pods
+            # call 169.254.169.254:80; the node redirects that to the
+            # gke-metadata-server DaemonSet on port 988, and on GKE Dataplane
+            # V2 the policy sees the redirected destination
+            # (169.254.169.252:988), so both addresses and ports are open.
             "podSelector": pods,
             "policyTypes": ["Egress"],
             "egress": [{
-                "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}}],
+                "to": [{"ipBlock": {"cidr": "169.254.169.254/32"}},
+                       {"ipBlock": {"cidr": "169.254.169.252/32"}}],
                 "ports": [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 988}],
             }],
         }),

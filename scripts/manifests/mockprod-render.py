@@ -2,6 +2,7 @@
 """Turn raw-yaml Deployments into what `podman kube play` runs in mock-production.
 
     mockprod-render.py MANIFEST_DIR IMAGE_REF OUT_FILE [WORD...]
+    mockprod-render.py --dir MANIFEST_DIR IMAGE_REF OUT_DIR   (all files; kind)
 
 Takes the Deployments of MANIFEST_DIR (raw-yaml/ or the deploy step's
 rendered copy of it) for the given WORDs (default: all), and changes exactly
@@ -93,7 +94,35 @@ def render(manifest_dir: Path, image: str, words: list[str]) -> tuple[str, str, 
     return join(original), join(changed), found
 
 
+def render_dir(manifest_dir: Path, image: str, out_dir: Path) -> list[str]:
+    """Copy every manifest file to out_dir with all Deployments transformed
+    (the kind path: the whole folder, the same two changes)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    words = []
+    by_file: dict[str, list[str]] = {}
+    for name, doc in documents(manifest_dir):
+        if re.search(r"(?m)^kind:\s*Deployment\s*$", doc):
+            m = WORD_RE.search(doc)
+            words.append(m["word"] if m else "?")
+            doc = transform(doc, image, f"{name}: Deployment")
+        by_file.setdefault(name, []).append(doc)
+    if not words:
+        raise RenderError(f"no Deployments in {manifest_dir}")
+    for name, docs in by_file.items():
+        (out_dir / name).write_text("".join("---\n" + d for d in docs))
+    return words
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 4 and argv[0] == "--dir":
+        try:
+            words = render_dir(Path(argv[1]), argv[2], Path(argv[3]))
+        except RenderError as e:
+            print(f"mockprod-render: {e}", file=sys.stderr)
+            return 1
+        print(f"mockprod-render: {argv[3]}: every file of {argv[1]}, Deployments {' '.join(words)} "
+              "with only image and SOURCE changed", file=sys.stderr)
+        return 0
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2

@@ -299,6 +299,24 @@ class MockprodRenderTests(unittest.TestCase):
             self.assertEqual(env["SOURCE"], "sample")
             self.assertEqual(_container(d)["image"], self.IMAGE)
 
+    def test_whole_folder_for_kind(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "out"
+            words = mockprod_render.render_dir(RAW, self.IMAGE, out)
+            self.assertEqual(sorted(words), sorted(i["word"] for i in generate.load_config()["instances"]))
+            self.assertEqual(sorted(p.name for p in out.iterdir()), sorted(p.name for p in RAW.glob("*.yaml")))
+            before = [d for _, d in raw_docs()]
+            after = [d for _, d in validate.load_documents(sorted(out.glob("*.yaml")))]
+        self.assertEqual(len(before), len(after))
+        for b, a in zip(before, after):
+            if b["kind"] == "Deployment":
+                b = copy.deepcopy(b)
+                _container(b)["image"] = self.IMAGE
+                for e in _container(b)["env"]:
+                    if e["name"] == "SOURCE":
+                        e["value"] = "sample"
+            self.assertEqual(a, b)
+
     def test_unknown_word_is_refused(self):
         with self.assertRaisesRegex(mockprod_render.RenderError, "no Deployment .* for WORD ale"):
             mockprod_render.render(RAW, self.IMAGE, ["the", "ale"])
