@@ -45,8 +45,9 @@ use crate::metrics::Metrics;
 use crate::source::{Counts, CountsSource, Row};
 use crate::telemetry::{TraceContext, random_hex};
 
-/// Read-only access is all the query needs.
-const SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
+/// Running a query creates a job, which the read-only scope does not allow;
+/// what the identity may do is limited by IAM (jobUser + dataViewer).
+const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 const GOOGLE_API_ROOT: &str = "https://bigquery.googleapis.com";
 
 /// Attempts per API call, the first included.

@@ -31,13 +31,13 @@ pub trait Env {
     fn var(&self, key: &str) -> Option<String>;
 }
 
-/// The real process environment. Variables that are set but empty count as
-/// unset, as most deployment tooling renders optional values that way.
+/// The real process environment. A variable set to the empty string is set:
+/// `WORD=` is a mistake to report, not a request for the default.
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
     fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok().filter(|v| !v.is_empty())
+        std::env::var(key).ok()
     }
 }
 

@@ -4,5 +4,8 @@
 //! set.
 
 mod bigquery;
+mod cli;
 mod fake_gcp;
 mod helpers;
+mod routes;
+mod server;

@@ -1,0 +1,162 @@
+//! Connection handling: timeouts, limits, hostile framing, shutdown.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::spawn_app;
+
+/// Sends raw bytes and returns everything the server sends back until it
+/// closes the connection or `limit` passes.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], limit: Duration) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&received).into_owned(), closed)
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let app = spawn_app(&[("HEADER_READ_TIMEOUT", "1")]).await;
+
+    let started = std::time::Instant::now();
+    let (_, closed) = raw_exchange(app.public, b"GET /hello HTTP/1.1\r\nHost: x\r\n", Duration::from_secs(5)).await;
+
+    assert!(closed, "connection still open after 5 s");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused_with_431() {
+    let app = spawn_app(&[]).await;
+    let request = format!("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
+
+    let (response, closed) = raw_exchange(app.public, request.as_bytes(), Duration::from_secs(5)).await;
+
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    assert!(closed);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_a_clean_503() {
+    let app = spawn_app(&[("MAX_CONNECTIONS", "2")]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(app.public).await.unwrap();
+        stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(stream);
+    }
+
+    let (response, closed) =
+        raw_exchange(app.public, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(closed);
+    // The admin port has its own budget: probes still get through.
+    assert_eq!(app.get_admin("/healthz").await.status(), 200);
+
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(app.get("/hello").await.status(), 200, "slots free up when connections close");
+    let metrics = app.get_admin("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("wordcount_connections_rejected_total 1"), "{metrics}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_bodies_are_not_read_on_get() {
+    let app = spawn_app(&[]).await;
+    // A GET announcing a large body it never sends: answered at once.
+    let request = b"GET /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n";
+
+    let (response, _) = raw_exchange(app.public, request, Duration::from_secs(2)).await;
+
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("Hello from PSPDFKit Engineer!"), "{response}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_marks_not_ready() {
+    let mut app = spawn_app(&[]).await;
+    app.wait_ready(Duration::from_secs(5)).await;
+    let server = app.take_server();
+
+    app.signal_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("drains promptly").unwrap();
+
+    assert!(TcpStream::connect(app.public).await.is_err(), "public listener closed");
+    assert!(TcpStream::connect(app.admin).await.is_err(), "admin listener closed");
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    // A cold request waits on a BigQuery answer that takes 1 s to come.
+    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
+    fake.set_delay(Duration::from_secs(1));
+    let endpoint = fake.endpoint();
+    let mut app = spawn_app(&[
+        ("SOURCE", "bigquery"),
+        ("BIGQUERY_PROJECT", "wordcount-test"),
+        ("BIGQUERY_ENDPOINT", &endpoint),
+        ("BIGQUERY_AUTH", "none"),
+        ("DRAIN_TIMEOUT", "5"),
+    ])
+    .await;
+    let server = app.take_server();
+    let in_flight = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    app.signal_shutdown();
+    let response = in_flight.await.unwrap().expect("the in-flight request is answered");
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("drain ends within DRAIN_TIMEOUT").unwrap();
+
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["word"], "the");
+    assert!(body["total"].as_u64().unwrap() > 0);
+    assert!(TcpStream::connect(app.public).await.is_err(), "no new connections after shutdown");
+}
+
+#[tokio::test]
+async fn a_drain_that_runs_out_of_time_still_ends() {
+    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
+    fake.set_mode(crate::fake_gcp::Mode::Hang);
+    let endpoint = fake.endpoint();
+    let mut app = spawn_app(&[
+        ("SOURCE", "bigquery"),
+        ("BIGQUERY_PROJECT", "wordcount-test"),
+        ("BIGQUERY_ENDPOINT", &endpoint),
+        ("BIGQUERY_AUTH", "none"),
+        ("BIGQUERY_TIMEOUT", "30"),
+        ("DRAIN_TIMEOUT", "1"),
+    ])
+    .await;
+    let server = app.take_server();
+    let _stuck = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    app.signal_shutdown();
+    tokio::time::timeout(Duration::from_secs(5), server).await.expect("bounded drain").unwrap();
+
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "drained in {elapsed:?}");
+}
