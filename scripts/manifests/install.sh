@@ -5,7 +5,7 @@
 #
 #   install.sh              validation tools: kubernetes-validate + yamllint
 #                           (requirements-validate.txt), checkov
-#                           (requirements-checkov.txt)
+#                           (requirements-checkov.txt), shellcheck (apt)
 #   install.sh --podman     podman, runc and the CNI plugins (mock-production)
 #   install.sh --print-venv | --print-checkov-venv   where the tools live
 #
@@ -45,6 +45,12 @@ if [[ "${1:-}" == "--podman" ]]; then
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 	fi
 	exit 0
+fi
+
+# The shellcheck gate on this folder's scripts needs Debian's shellcheck.
+if ! command -v shellcheck >/dev/null; then
+	log "apt-get install shellcheck"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck >/dev/null
 fi
 
 # The venv's name carries the requirements hash; the stamp file is written

@@ -7,7 +7,7 @@
 #                                   deploy/instances.toml (unknown fields fail)
 #   2 validate.py                   apiVersion/kind allow-list for that version;
 #                                   restricted profile + project rules per pod
-#   3 yamllint                      .yamllint
+#   3 yamllint, shellcheck          .yamllint; this folder's scripts
 #   4 unit tests                    generator, policy checks (negative cases),
 #                                   mock-production transformation
 #   5 checkov                       its Kubernetes checks; any skip must be a
@@ -42,6 +42,7 @@ gate "kubernetes-validate $k8s --strict" \
 gate "allow-list and pod security ($k8s)" \
 	"$venv/bin/python" "$here/validate.py" --k8s-version "$k8s" "${manifests[@]}"
 gate "yamllint" "$venv/bin/yamllint" --strict -f parsable -c .yamllint raw-yaml/ compose.yaml .yamllint
+gate "shellcheck" shellcheck scripts/manifests/*.sh .devcontainer/post-create.sh
 gate "unit tests" "$venv/bin/python" -m unittest discover -s "$here" -p 'test_*.py'
 # The two variables keep checkov offline (TOOLS.md); without them it tries
 # the network for its mapping and version check.
