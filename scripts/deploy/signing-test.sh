@@ -236,5 +236,12 @@ if ! command -v cosign >/dev/null; then
 fi
 python3 scripts/deploy/check-policy-identity.py
 ok "cosign/policy/* match cosign/identity.env"
+# rustls only: a feature change in sigstore/oci-client could quietly bring
+# OpenSSL back (its default features do).
+tree="$(cd tools/imgsign && cargo tree --locked --offline -e normal --prefix none --format '{p}')"
+if grep -E '^(openssl|openssl-sys|native-tls) ' <<<"$tree"; then
+	bad "tools/imgsign depends on OpenSSL/native-tls"
+fi
+ok "tools/imgsign's dependency tree has no openssl or native-tls ($(sort -u <<<"$tree" | wc -l) crates)"
 
 printf '\nsigning-test: %d checks passed\n' "$passed"
