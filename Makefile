@@ -25,6 +25,10 @@ lint: ## rustfmt check and clippy with warnings as errors
 fmt: ## Format the code
 	cargo fmt
 
+.PHONY: bench
+bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=10s)
+	scripts/bench/run.sh
+
 ## --- sample data (docs/data.md) ----------------------------------------------
 
 .PHONY: data data-check

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Load benchmark: the service's cached GET /api/v1/counts against the
+# minimal hyper server (examples/hello.rs), same tool, same settings, one
+# after the other on 127.0.0.1. Prints requests/s, latency percentiles,
+# RSS and the ratio to the ceiling. A script that prints figures, not a
+# test: `make bench`. Results go into docs/performance.md by hand.
+#
+# Environment: CONNECTIONS (default "64"; e.g. "64 1024"), DURATION
+# (default 10s), THREADS (wrk threads, default 2), PORT_BASE (default 18080).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CONNECTIONS=${CONNECTIONS:-64}
+DURATION=${DURATION:-10s}
+THREADS=${THREADS:-2}
+PORT_BASE=${PORT_BASE:-18080}
+SERVICE_PORT=$PORT_BASE
+SERVICE_ADMIN=$((PORT_BASE + 1))
+HELLO_PORT=$((PORT_BASE + 2))
+
+for tool in wrk bc curl; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl >/dev/null; break; }
+done
+
+cargo build --release --locked --bin wordcount --example hello >&2
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+wait_http() {
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "no answer from $1" >&2
+  return 1
+}
+
+# Logs go to a file, as a container runtime would collect them: the cost
+# of writing one access-log line per request is part of what is measured.
+PORT=$SERVICE_PORT ADMIN_PORT=$SERVICE_ADMIN BIND_ADDRESS=127.0.0.1 \
+  target/release/wordcount >"$work/service.log" 2>&1 &
+pids+=("$!"); service_pid=$!
+target/release/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
+pids+=("$!"); hello_pid=$!
+
+wait_http "http://127.0.0.1:$SERVICE_ADMIN/readyz"
+wait_http "http://127.0.0.1:$HELLO_PORT/"
+curl -fsS -o /dev/null "http://127.0.0.1:$SERVICE_PORT/api/v1/counts"   # fill the cache
+
+# wrk prints latency in us/ms/s; normalise to milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else printf "%s", v }'
+}
+
+# run NAME URL PID CONNS -> prints one table row, remembers rps
+declare -A RPS
+run() {
+  local name=$1 url=$2 pid=$3 conns=$4 out rss_before rss_after rps p50 p99 p999 errors
+  rss_before=$(rss_kib "$pid")
+  out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s scripts/bench/percentiles.lua "$url")
+  rss_after=$(rss_kib "$pid")
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "p50" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "p99" {print $2}' <<<"$out")
+  p999=$(awk '$1 == "p99.9" {print $2}' <<<"$out")
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+  RPS["$name/$conns"]=$rps
+  printf '| %-22s | %5s | %10.0f | %8s | %8s | %8s | %6.1f | %6.1f | %s\n' \
+    "$name" "$conns" "$rps" "$(to_ms "${p50}us")" "$(to_ms "${p99}us")" "$(to_ms "${p999}us")" \
+    "$(bc -l <<<"$rss_before/1024")" "$(bc -l <<<"$rss_after/1024")" "${errors:-none}"
+}
+
+echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | xargs), $(uname -r)"
+echo "wrk -t$THREADS -d$DURATION, 127.0.0.1, service and ceiling loaded one after the other"
+echo
+echo "| target                 | conns |    req/s   | p50 ms   | p99 ms   | p99.9 ms | RSS0 MiB | RSS1 MiB | errors"
+echo "|------------------------|-------|------------|----------|----------|----------|--------|--------|-------"
+for conns in $CONNECTIONS; do
+  run "hello (ceiling)" "http://127.0.0.1:$HELLO_PORT/" "$hello_pid" "$conns"
+  run "wordcount /api/v1/counts" "http://127.0.0.1:$SERVICE_PORT/api/v1/counts" "$service_pid" "$conns"
+  run "wordcount /hello" "http://127.0.0.1:$SERVICE_PORT/hello" "$service_pid" "$conns"
+done
+echo
+for conns in $CONNECTIONS; do
+  printf 'ratio /api/v1/counts : ceiling at %s connections = %.2f (target >= 0.80)\n' "$conns" \
+    "$(bc -l <<<"${RPS["wordcount /api/v1/counts/$conns"]} / ${RPS["hello (ceiling)/$conns"]}")"
+done
+echo "access-log lines written during the run: $(wc -l <"$work/service.log")"
