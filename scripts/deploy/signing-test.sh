@@ -243,5 +243,8 @@ if grep -E '^(openssl|openssl-sys|native-tls) ' <<<"$tree"; then
 	bad "tools/imgsign depends on OpenSSL/native-tls"
 fi
 ok "tools/imgsign's dependency tree has no openssl or native-tls ($(sort -u <<<"$tree" | wc -l) crates)"
+# Outside the service's workspace, so `make lint` does not see it.
+(cd tools/imgsign && cargo fmt --check) || bad "tools/imgsign is not rustfmt-clean (cd tools/imgsign && cargo fmt)"
+ok "tools/imgsign is rustfmt-clean"
 
 printf '\nsigning-test: %d checks passed\n' "$passed"

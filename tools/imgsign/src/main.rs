@@ -326,7 +326,12 @@ async fn verify(key: &Path, opts: &RegistryOpts, image: &OciReference) -> Result
     let layers = client.trusted_signature_layers(&auth, image).await.unwrap_or_default();
     let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
     if !layers.is_empty() && verify_constraints(&layers, constraints.iter()).is_ok() {
-        let verified: Vec<_> = layers.iter().map(|l| &l.simple_signing).collect();
+        // Print only the payloads this key signed, as cosign does.
+        let verified: Vec<_> = layers
+            .iter()
+            .filter(|l| constraints.iter().all(|c| c.verify(l).unwrap_or(false)))
+            .map(|l| &l.simple_signing)
+            .collect();
         eprintln!(
             "\nVerification for {shown} --\nThe following checks were performed on each of these signatures:\n  \
              - The cosign claims were validated (the payload names digest {digest})\n  \
@@ -396,12 +401,12 @@ async fn diagnose(
         }
         payload_matches = true;
         let sig = layer.annotations.as_ref().and_then(|a| a.get(SIGNATURE_ANNOTATION));
-        if let Some(sig) = sig {
-            if vkey.verify_signature(Signature::Base64Encoded(sig.as_bytes()), &payload).is_ok() {
-                // The raw check passes where the gate failed: say so rather
-                // than guess.
-                return Refusal::Unexplained(shown, "sigstore-rs rejected a signature that verifies on its own".into());
-            }
+        if let Some(sig) = sig
+            && vkey.verify_signature(Signature::Base64Encoded(sig.as_bytes()), &payload).is_ok()
+        {
+            // The raw check passes where the gate failed: say so rather than
+            // guess.
+            return Refusal::Unexplained(shown, "sigstore-rs rejected a signature that verifies on its own".into());
         }
     }
     if payload_matches {
