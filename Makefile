@@ -97,7 +97,7 @@ local-release: image ## Push localhost/wordcount:dev to a loopback registry by d
 #   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
 #   make deploy DEPLOY_ARGS='--from-local-release --target podman'
 deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
-	scripts/deploy/install.sh
+	scripts/deploy/install.sh --deploy
 	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
 
 signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused

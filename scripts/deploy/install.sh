@@ -8,6 +8,10 @@
 #          jq, curl, openssl (an independent signature check), shellcheck.
 #   cargo: tools/imgsign, its own workspace and Cargo.lock, built --locked
 #          into tools/imgsign/target (CI caches that directory).
+# `install.sh --deploy` installs only what the deploy step itself needs
+# (skopeo, jq, curl): a production deploy verifies with the real cosign and
+# must not spend minutes building imgsign. cosign/verify --with-imgsign
+# builds imgsign on first use.
 # `install.sh --print-imgsign` prints the binary's path for other scripts.
 set -euo pipefail
 
@@ -21,12 +25,17 @@ if [[ "${1:-}" == "--print-imgsign" ]]; then
 fi
 
 log() { printf 'deploy install: %s\n' "$*" >&2; }
+deploy_only=0
+[[ "${1:-}" == "--deploy" ]] && deploy_only=1
 
 # --- apt -----------------------------------------------------------------------
-apt_pkgs=(docker-registry skopeo jq shellcheck curl openssl)
-# Where a Docker engine answers, podman is not needed to build; the signing
-# test still builds its extra images with buildah.
-apt_pkgs+=(buildah podman runc)
+apt_pkgs=(skopeo jq curl)
+if ((!deploy_only)); then
+	apt_pkgs+=(docker-registry shellcheck openssl)
+	# Even where a Docker engine answers, the signing test builds its extra
+	# images with buildah.
+	apt_pkgs+=(buildah podman runc)
+fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
@@ -43,6 +52,8 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 \
 		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+((deploy_only)) && exit 0
 
 # --- tools/imgsign -------------------------------------------------------------
 # cargo's own freshness check makes this a no-op when nothing changed; the
