@@ -61,5 +61,8 @@ else
 fi
 id=$("$ENGINE" image inspect --format '{{.Id}}' "$IMAGE")
 size=$("$ENGINE" image inspect --format '{{.Size}}' "$IMAGE")
+# What this image claims to be, for image-test's label checks.
+printf 'IMAGE=%s\nIMAGE_ID=%s\nREVISION=%s\nVERSION=%s\nCREATED=%s\nSOURCE_DATE_EPOCH=%s\n' \
+	"$IMAGE" "$id" "$revision" "$version" "$created" "$SOURCE_DATE_EPOCH" >target/image/build.env
 printf 'build-image: %s (%s) id %s, %s bytes uncompressed, built in %s s\n' \
 	"$IMAGE" "$ENGINE" "$id" "$size" "$(($(date +%s) - start))"
