@@ -18,9 +18,10 @@ run: ## Run the service locally on the compiled-in sample (http://127.0.0.1:8080
 test: ## Unit and integration tests (the README's test command)
 	cargo test --locked
 
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt check and clippy with warnings as errors (default build and --features otel)
 	cargo fmt --check
 	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --all-targets --locked --features otel -- -D warnings
 
 fmt: ## Format the code
 	cargo fmt

@@ -31,7 +31,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         SourceConfig::BigQuery(bq) => Some(bq.project.clone()),
         _ => None,
     };
-    telemetry::init(config.log_format, gcp_project);
+    let _telemetry = telemetry::init(config.log_format, gcp_project);
 
     let app = match wordcount::build(&config).await {
         Ok(app) => app,

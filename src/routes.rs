@@ -111,6 +111,8 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
     let method = method_label(req.method());
     let span =
         tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id, span_id = %trace.span_id);
+    #[cfg(feature = "otel")]
+    crate::telemetry::otel::continue_trace(&span, &trace);
 
     let mut response = match tokio::time::timeout(
         state.request_timeout,

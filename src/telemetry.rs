@@ -12,6 +12,12 @@
 //! incoming header when valid, started here otherwise, logged with every
 //! line and propagated to upstream calls.
 //!
+//! Built with the `otel` cargo feature and started with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/gRPC
+//! (to a collector such as the OpenTelemetry Collector or Cloud Trace's);
+//! a request that arrived with a `traceparent` continues the caller's trace.
+//! The default build has none of this.
+//!
 //! Tests stay silent unless `TEST_LOG` is set ([`init_for_tests`]).
 
 use std::fmt;
@@ -20,21 +26,99 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Keeps the telemetry pipeline alive; dropping it flushes exported spans.
+#[must_use = "dropping the guard stops span export"]
+pub struct Guard {
+    #[cfg(feature = "otel")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otel")]
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("wordcount: flushing spans failed: {err}");
+        }
+    }
+}
+
 /// Installs the global subscriber. `gcp_project` turns trace ids into the
 /// `projects/P/traces/T` form Cloud Logging links to Cloud Trace.
-pub fn init(format: LogFormat, gcp_project: Option<String>) {
+pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stdout);
-    match format {
-        LogFormat::Json => builder.fmt_fields(JsonFields::new()).event_format(GcpJson { project: gcp_project }).init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
+    let logs: BoxedLayer = match format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stdout)
+            .fmt_fields(JsonFields::new())
+            .event_format(GcpJson { project: gcp_project })
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stdout).with_ansi(false).boxed(),
+    };
+    #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
+    let mut layers = vec![logs];
+
+    #[cfg(feature = "otel")]
+    let provider = otel::provider();
+    #[cfg(feature = "otel")]
+    if let Some(provider) = &provider {
+        use opentelemetry::trace::TracerProvider as _;
+        layers.push(tracing_opentelemetry::layer().with_tracer(provider.tracer("wordcount")).boxed());
+    }
+
+    tracing_subscriber::registry().with(layers).with(filter).init();
+    Guard {
+        #[cfg(feature = "otel")]
+        provider,
+    }
+}
+
+/// OTLP export, compiled only with the `otel` feature.
+#[cfg(feature = "otel")]
+pub mod otel {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    /// A batch-exporting provider when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
+    /// (the exporter reads the standard `OTEL_*` variables itself).
+    pub(super) fn provider() -> Option<SdkTracerProvider> {
+        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
+        let exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
+            Ok(exporter) => exporter,
+            Err(err) => {
+                eprintln!("wordcount: OTLP export disabled: {err}");
+                return None;
+            }
+        };
+        let resource = opentelemetry_sdk::Resource::builder().with_service_name("wordcount").build();
+        Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+    }
+
+    /// Makes `span` a child of the caller's span, so exported spans join the
+    /// trace the `traceparent` header named.
+    pub fn continue_trace(span: &tracing::Span, trace: &TraceContext) {
+        let Some(parent) = &trace.parent_span_id else { return };
+        let (Ok(trace_id), Ok(span_id)) = (TraceId::from_hex(&trace.trace_id), SpanId::from_hex(parent)) else {
+            return;
+        };
+        let flags = if trace.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+        let remote = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
 }
 
