@@ -129,6 +129,48 @@ class GeneratorTests(unittest.TestCase):
         self.assertTrue(any("99-extra.yaml" in p and "not generated" in p for p in problems), problems)
 
 
+class IngressRoutingTests(unittest.TestCase):
+    """ingress-nginx turns each regex path into `location ~* "^PATH"` (longest
+    first) and rewrite-target into `rewrite "(?i)PATH" /$2 break;`. Emulate
+    that with Python's re (same syntax for these patterns) to pin down what
+    each URL reaches and with which path."""
+
+    def route(self, url: str) -> tuple[str, str]:
+        import re
+        docs = [d for _, d in raw_docs() if d["kind"] == "Ingress"]
+        locations = []
+        for ing in docs:
+            rewrite = (ing["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/rewrite-target")
+            for rule in ing["spec"]["rules"]:
+                for p in rule["http"]["paths"]:
+                    locations.append((p["path"], rewrite, p["backend"]["service"]["name"]))
+        for path, rewrite, service in sorted(locations, key=lambda x: -len(x[0])):
+            m = re.match("(?i)^" + path, url)
+            if m:
+                if rewrite:
+                    return service, re.sub(r"\$(\d)", lambda g: m.group(int(g.group(1))) or "", rewrite)
+                return service, url
+        raise AssertionError(f"no location for {url}")
+
+    def test_word_prefixes_are_stripped(self):
+        cases = {
+            "/": ("wordcount-the", "/"),
+            "/api/v1/counts": ("wordcount-the", "/api/v1/counts"),
+            "/coffee": ("wordcount-coffee", "/"),
+            "/coffee/": ("wordcount-coffee", "/"),
+            "/coffee/api/v1/counts": ("wordcount-coffee", "/api/v1/counts"),
+            "/tea/hello": ("wordcount-tea", "/hello"),
+            "/and/api/v1/counts": ("wordcount-and", "/api/v1/counts"),
+            "/the/api/v1/counts": ("wordcount-the", "/api/v1/counts"),
+            # a word that merely starts like an instance is not that instance
+            "/coffeehouse": ("wordcount-the", "/coffeehouse"),
+            "/teapot/x": ("wordcount-the", "/teapot/x"),
+        }
+        for url, want in cases.items():
+            with self.subTest(url):
+                self.assertEqual(self.route(url), want)
+
+
 class KindTests(unittest.TestCase):
     def test_committed_manifests_use_allowed_served_kinds(self):
         self.assertEqual(validate.check_kinds(raw_docs(), validate.served_kinds(K8S_VERSION)), [])
