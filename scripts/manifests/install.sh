@@ -35,9 +35,10 @@ if [[ "${1:-}" == "--podman" ]]; then
 	# Debian 12: podman 4.3, runc (the runtime containers/containers.conf
 	# names), the CNI plugins podman 4.3 uses for its rootful bridge, and
 	# catatonit, from which podman builds the pause image of every pod
-	# (kube play creates pods; nothing can be pulled here).
+	# (kube play creates pods; nothing can be pulled here); iproute2 for the
+	# network namespaces podman-play.sh creates.
 	need=()
-	for pkg in podman runc containernetworking-plugins catatonit; do
+	for pkg in podman runc containernetworking-plugins catatonit iproute2; do
 		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
 	done
 	if ((${#need[@]})); then
