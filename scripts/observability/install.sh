@@ -15,16 +15,18 @@
 #     the same verified binaries with no service, no user and no state.
 #   PyYAML: obscheck.py reads and rewrites the YAML configs.
 #
-# The pin is the upstream series (2.42.x / 0.25.x, Debian 12's). Debian stable
-# only ever ships +debNuM security rebuilds of the same upstream version, and
-# the mirror drops superseded rebuilds, so pinning the full Debian revision
-# would break fresh machines after every security update. The exact revision
-# that was unpacked is part of the cache path and printed by `check.sh`.
+# The pin is the upstream series: 2.42.x / 0.25.x, Debian 12's, on which all
+# checks were run; also accepted are 2.45.x / 0.26.x, Ubuntu 24.04's, for
+# ci.yml's runners (not run here: this machine only reaches Debian's mirror).
+# Stable distributions only ship security rebuilds of the same upstream
+# version, and the mirrors drop superseded rebuilds, so pinning the full
+# package revision would break fresh machines after every security update.
+# The exact revision unpacked is part of the cache path and printed by check.sh.
 set -euo pipefail
 
-# Override only to try another distribution's packages (e.g. Ubuntu's).
-PROMETHEUS_SERIES="${PROMETHEUS_SERIES:-2.42.}"
-ALERTMANAGER_SERIES="${ALERTMANAGER_SERIES:-0.25.}"
+# Space-separated accepted version prefixes; override to try other packages.
+PROMETHEUS_SERIES="${PROMETHEUS_SERIES:-2.42. 2.45.}"
+ALERTMANAGER_SERIES="${ALERTMANAGER_SERIES:-0.25. 0.26.}"
 
 log() { printf 'observability install: %s\n' "$*" >&2; }
 
@@ -35,10 +37,16 @@ version_of() { # prints the upstream version a Prometheus-style --version report
 	"$1" --version 2>&1 | sed -n 's/^[a-z-]*, version \([0-9][0-9.]*\).*/\1/p' | head -n1
 }
 
+in_series() { # version "prefix prefix...": true when version starts with one
+	local p
+	for p in $2; do [[ "$1" == "$p"* ]] && return 0; done
+	return 1
+}
+
 on_path_ok() { # tool series: true when an acceptable tool is already on PATH
 	local bin
 	bin="$(command -v "$1" 2>/dev/null)" || return 1
-	[[ "$(version_of "$bin")" == "$2"* ]]
+	in_series "$(version_of "$bin")" "$2"
 }
 
 print_bin=false
@@ -64,11 +72,12 @@ fi
 # them from this fixed path and refuses to start without them (the inhibition
 # test runs a real one). They are plain data files; nothing else is touched.
 tmpl_dir=/usr/share/prometheus/alertmanager
-ensure_templates() { # $1: a directory holding Debian's *.tmpl
-	if [[ ! -f "$tmpl_dir/default.tmpl" ]]; then
-		log "installing Debian's alertmanager templates into $tmpl_dir"
+ensure_templates() { # $1: unpack root
+	local shipped="$1/usr/share/prometheus/alertmanager"
+	if [[ -f "$shipped/default.tmpl" && ! -f "$tmpl_dir/default.tmpl" ]]; then
+		log "installing the package's alertmanager templates into $tmpl_dir"
 		"${sudo_cmd[@]}" install -d "$tmpl_dir"
-		"${sudo_cmd[@]}" install -m 0644 "$1"/*.tmpl "$tmpl_dir/"
+		"${sudo_cmd[@]}" install -m 0644 "$shipped"/*.tmpl "$tmpl_dir/"
 	fi
 }
 done_with() { # $1: the bin dir to use
@@ -78,21 +87,18 @@ done_with() { # $1: the bin dir to use
 
 # Already installed (e.g. apt-get install on a developer machine): use it.
 if on_path_ok promtool "$PROMETHEUS_SERIES" && on_path_ok amtool "$ALERTMANAGER_SERIES" &&
-	command -v prometheus-alertmanager >/dev/null 2>&1 && [[ -f "$tmpl_dir/default.tmpl" ]]; then
+	command -v prometheus-alertmanager >/dev/null 2>&1; then
 	done_with "$(dirname "$(command -v promtool)")"
 fi
 
 cache_root="${OBSERVABILITY_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/observability-tools}"
-complete_unpack() { # $1: unpack root
-	[[ -x "$1/usr/bin/promtool" && -x "$1/usr/bin/amtool" && -x "$1/usr/bin/prometheus-alertmanager" &&
-		-f "$1/usr/share/prometheus/alertmanager/default.tmpl" ]]
-}
-# Fast path: an earlier unpack of the pinned series (asking apt costs seconds).
-# Delete $cache_root to pick up a newer Debian rebuild.
+# Fast path: an earlier complete unpack (asking apt costs seconds). Delete
+# $cache_root to pick up a newer rebuild.
 shopt -s nullglob
-for cached in "$cache_root"/prometheus_"$PROMETHEUS_SERIES"*-alertmanager_"$ALERTMANAGER_SERIES"*; do
-	if complete_unpack "$cached"; then
-		ensure_templates "$cached/usr/share/prometheus/alertmanager"
+for cached in "$cache_root"/prometheus_*-alertmanager_*; do
+	if [[ -f "$cached/.complete" ]] && in_series "$(version_of "$cached/usr/bin/promtool")" "$PROMETHEUS_SERIES" &&
+		in_series "$(version_of "$cached/usr/bin/amtool")" "$ALERTMANAGER_SERIES"; then
+		ensure_templates "$cached"
 		done_with "$cached/usr/bin"
 	fi
 done
@@ -107,15 +113,15 @@ if [[ -z "$prom_ver" || "$prom_ver" == "(none)" || -z "$am_ver" || "$am_ver" == 
 	prom_ver="$(candidate prometheus)"
 	am_ver="$(candidate prometheus-alertmanager)"
 fi
-if [[ "$prom_ver" != "$PROMETHEUS_SERIES"* || "$am_ver" != "$ALERTMANAGER_SERIES"* ]]; then
+if ! in_series "$prom_ver" "$PROMETHEUS_SERIES" || ! in_series "$am_ver" "$ALERTMANAGER_SERIES"; then
 	log "apt offers prometheus '$prom_ver' and prometheus-alertmanager '$am_ver';" \
-		"expected the ${PROMETHEUS_SERIES}x / ${ALERTMANAGER_SERIES}x series (Debian 12)." \
-		"Run the checks with the new version, then bump the pins in $0."
+		"accepted are prometheus $PROMETHEUS_SERIES and alertmanager $ALERTMANAGER_SERIES." \
+		"Run the checks with the new version, then extend the series in $0."
 	exit 1
 fi
 
 dest="$cache_root/prometheus_${prom_ver}-alertmanager_${am_ver}"
-if ! complete_unpack "$dest"; then
+if [[ ! -f "$dest/.complete" ]]; then
 	log "unpacking prometheus $prom_ver and prometheus-alertmanager $am_ver into $dest"
 	work="$(mktemp -d)"
 	trap 'rm -rf "$work"' EXIT
@@ -127,15 +133,21 @@ if ! complete_unpack "$dest"; then
 	}
 	mkdir -p "$work/root"
 	for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
-	mkdir -p "$dest/usr/bin" "$dest/usr/share/prometheus/alertmanager"
+	rm -rf "$dest"
+	mkdir -p "$dest/usr/bin"
 	for b in promtool amtool prometheus-alertmanager; do
 		install -m 0755 "$work/root/usr/bin/$b" "$dest/usr/bin/$b"
 	done
-	install -m 0644 "$work/root/usr/share/prometheus/alertmanager/"*.tmpl "$dest/usr/share/prometheus/alertmanager/"
+	if [[ -d "$work/root/usr/share/prometheus/alertmanager" ]]; then
+		mkdir -p "$dest/usr/share/prometheus/alertmanager"
+		find "$work/root/usr/share/prometheus/alertmanager" -maxdepth 1 -name '*.tmpl' \
+			-exec install -m 0644 {} "$dest/usr/share/prometheus/alertmanager/" \;
+	fi
+	in_series "$(version_of "$dest/usr/bin/promtool")" "$PROMETHEUS_SERIES" || {
+		log "the unpacked promtool reports version $(version_of "$dest/usr/bin/promtool")"
+		exit 1
+	}
+	touch "$dest/.complete"
 fi
-[[ "$(version_of "$dest/usr/bin/promtool")" == "$PROMETHEUS_SERIES"* ]] || {
-	log "unpacked promtool is not ${PROMETHEUS_SERIES}x"
-	exit 1
-}
-ensure_templates "$dest/usr/share/prometheus/alertmanager"
+ensure_templates "$dest"
 done_with "$dest/usr/bin"
