@@ -249,8 +249,10 @@ async fn failure_without_data(case: FailureCase) {
     assert_eq!(body["reason"].as_str(), Some(case.reason), "{name}: {body}");
     assert_eq!(body["error"].as_str(), Some("data source unavailable"), "{name}");
     assert!(headers.contains_key("retry-after"), "{name}");
+    // A sanity bound only: fourteen services share this test, so CPU
+    // contention adds seconds; the exact bound is the dedicated hang test.
     assert!(
-        elapsed < Duration::from_secs(case.timeout_secs) + Duration::from_millis(1500),
+        elapsed < Duration::from_secs(case.timeout_secs + 4),
         "{name}: took {elapsed:?} with BIGQUERY_TIMEOUT={}",
         case.timeout_secs
     );
@@ -274,9 +276,11 @@ async fn failure_without_data(case: FailureCase) {
     assert!(metric(&h.app, &series).await.unwrap_or(0.0) >= 1.0, "{name}: {series}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_failure_without_data_is_a_503_naming_the_reason() {
-    let case = |name, mode, reason, calls| FailureCase { name, mode, vars: &[], reason, calls, timeout_secs: 10 };
+    // BigQuery's default budget: these cases end in 1-3 s, and the margin
+    // keeps a busy machine from turning them into time-outs.
+    let case = |name, mode, reason, calls| FailureCase { name, mode, vars: &[], reason, calls, timeout_secs: 20 };
     let cases = [
         case("401 from BigQuery", Mode::Unauthenticated, "auth", Calls::Exactly(1)),
         case("token grant refused", Mode::TokenInvalidGrant, "auth", Calls::Exactly(0)),
@@ -289,14 +293,17 @@ async fn each_failure_without_data_is_a_503_naming_the_reason() {
         case("malformed JSON", Mode::MalformedJson, "malformed_response", Calls::Between(2, 5)),
         case("truncated body", Mode::TruncatedBody, "malformed_response", Calls::Between(2, 5)),
         case("400 bytesBilledLimitExceeded", Mode::BytesBilledLimit, "bytes_billed_limit", Calls::Exactly(1)),
-        FailureCase { timeout_secs: 2, ..case("hang", Mode::Hang, "timeout", Calls::Between(1, 3)) },
+        // Each attempt may use half the budget: two attempts, both hung.
+        // Attempts hang until half the budget; on a starved machine even the
+        // token may take it all, hence no lower bound on calls here.
+        FailureCase { timeout_secs: 4, ..case("hang", Mode::Hang, "timeout", Calls::Between(0, 3)) },
         FailureCase {
             vars: &[("BIGQUERY_MAX_BYTES_BILLED", "1000")],
             ..case("maximumBytesBilled below the table size", Mode::Normal, "bytes_billed_limit", Calls::Exactly(1))
         },
-        FailureCase { timeout_secs: 3, ..case("connection refused", Mode::Normal, "transport", Calls::Exactly(0)) },
+        case("connection refused", Mode::Normal, "transport", Calls::Exactly(0)),
     ];
-    within(Duration::from_secs(30), async {
+    within(Duration::from_secs(60), async {
         // Concurrently: most cases wait on back-off or time-outs, not CPU.
         let mut set = JoinSet::new();
         for case in cases {
@@ -307,6 +314,26 @@ async fn each_failure_without_data_is_a_503_naming_the_reason() {
                 std::panic::resume_unwind(err.into_panic());
             }
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hung_bigquery_is_given_up_on_at_bigquery_timeout() {
+    within(Duration::from_secs(15), async {
+        let fake = FakeGcp::start().await;
+        fake.set_mode(Mode::Hang);
+        let h = start(fake, &[("BIGQUERY_TIMEOUT", "2")]).await;
+        // The first query starts when this task next yields.
+        let started = Instant::now();
+
+        let (status, _, body) = counts(&h.app).await;
+        let elapsed = started.elapsed();
+
+        assert_eq!((status.as_u16(), body["reason"].as_str()), (503, Some("timeout")), "{body}");
+        assert!(elapsed >= Duration::from_millis(1900), "the budget was used, not cut short: {elapsed:?}");
+        assert!(elapsed < Duration::from_millis(3500), "BIGQUERY_TIMEOUT=2 bounds the whole refresh: {elapsed:?}");
+        assert!(h.fake.bigquery_calls() >= 1);
     })
     .await;
 }
@@ -333,7 +360,8 @@ async fn recovers_after_transient_failures(case: RetryCase) {
 
     assert_eq!(status, 200, "{mode:?}");
     assert_eq!(rows(&body), fake_gcp::expected_counts("the", false), "{mode:?}");
-    assert!(elapsed < Duration::from_secs(case.timeout_secs) + Duration::from_millis(500), "{mode:?}: {elapsed:?}");
+    // Recovered inside the budget: the service gives up at BIGQUERY_TIMEOUT.
+    assert!(elapsed < Duration::from_secs(case.timeout_secs + 2), "{mode:?}: {elapsed:?}");
     let queries = h.fake.job_queries();
     assert_eq!(queries.len(), case.failures as usize + 1, "{mode:?}: each failure retried once, no more");
     let ids: std::collections::HashSet<_> = queries.iter().map(|q| q.request_id().map(str::to_owned)).collect();
@@ -341,19 +369,19 @@ async fn recovers_after_transient_failures(case: RetryCase) {
     assert_eq!(h.fake.jobs_created(), 1, "{mode:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_are_retried_until_they_clear() {
     let cases = [
-        RetryCase { mode: Mode::ServerError(503), failures: 2, timeout_secs: 10 },
-        RetryCase { mode: Mode::ServerError(500), failures: 1, timeout_secs: 10 },
-        RetryCase { mode: Mode::RateLimited, failures: 2, timeout_secs: 10 },
-        RetryCase { mode: Mode::RateLimitedForbidden, failures: 1, timeout_secs: 10 },
-        RetryCase { mode: Mode::MalformedJson, failures: 2, timeout_secs: 10 },
-        RetryCase { mode: Mode::TruncatedBody, failures: 2, timeout_secs: 10 },
+        RetryCase { mode: Mode::ServerError(503), failures: 2, timeout_secs: 20 },
+        RetryCase { mode: Mode::ServerError(500), failures: 1, timeout_secs: 20 },
+        RetryCase { mode: Mode::RateLimited, failures: 2, timeout_secs: 20 },
+        RetryCase { mode: Mode::RateLimitedForbidden, failures: 1, timeout_secs: 20 },
+        RetryCase { mode: Mode::MalformedJson, failures: 2, timeout_secs: 20 },
+        RetryCase { mode: Mode::TruncatedBody, failures: 2, timeout_secs: 20 },
         // One attempt may take half the budget, leaving time for a retry.
-        RetryCase { mode: Mode::Hang, failures: 1, timeout_secs: 4 },
+        RetryCase { mode: Mode::Hang, failures: 1, timeout_secs: 8 },
     ];
-    within(Duration::from_secs(30), async {
+    within(Duration::from_secs(60), async {
         let mut set = JoinSet::new();
         for case in cases {
             set.spawn(recovers_after_transient_failures(case));
@@ -414,7 +442,9 @@ async fn an_expired_token_is_replaced_before_the_next_query() {
         let queries = h.fake.job_queries();
         let (first, last) = (queries[0].bearer().unwrap(), queries[queries.len() - 1].bearer().unwrap());
         assert_ne!(first, last, "the second query used a new token");
-        assert_eq!(h.fake.tokens_issued(), 2);
+        // Two at least: on a slow machine the first refresh may outlive its
+        // token too (it is due after 1 s) and fetch another on the way.
+        assert!(h.fake.tokens_issued() >= 2);
         assert!(h.fake.token_rejections().is_empty(), "{:?}", h.fake.token_rejections());
     })
     .await;
