@@ -15,8 +15,8 @@ readonly CARGO_CYCLONEDX=0.5.9
 readonly CARGO_SBOM=0.10.0
 readonly SEMGREP=1.182.0   # 1.185 needs a certifi the mirrored PyPI lacks
 
-# Semgrep venv location; the gate scripts source this file's output via
-# `install.sh --print-semgrep` to find the binary.
+# Semgrep venv location; the gate scripts ask for the binary with
+# `install.sh --print-semgrep`.
 SEMGREP_VENV="${SEMGREP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/semgrep-$SEMGREP}"
 
 if [[ "${1:-}" == "--print-semgrep" ]]; then
@@ -26,12 +26,15 @@ fi
 
 log() { printf 'supply-chain install: %s\n' "$*" >&2; }
 
-# cargo_tool CRATE VERSION SUBCOMMAND: `cargo SUBCOMMAND --version` prints
-# "<name> <version>"; install only when that version is not the pinned one.
+# What `cargo install` recorded: "<crate> v<version>:" lines. (Asking the
+# tools is unreliable: `cargo auditable --version` prints cargo's version.)
+installed=$(cargo install --list 2>/dev/null | awk '/^[^ ]/ {sub(/^v/, "", $2); sub(/:$/, "", $2); print $1, $2}')
+
+# cargo_tool CRATE VERSION: install unless exactly VERSION is installed.
 cargo_tool() {
-	local crate=$1 version=$2 sub=$3 have
-	have=$(cargo "$sub" --version 2>/dev/null | awk '{print $NF}' || true)
-	if [[ "$have" == "$version" ]]; then
+	local crate=$1 version=$2 have
+	have=$(awk -v c="$crate" '$1 == c {print $2}' <<<"$installed")
+	if [[ "$have" == "$version" ]] && command -v "$crate" >/dev/null; then
 		return 0
 	fi
 	log "installing $crate $version (found: ${have:-none})"
@@ -42,11 +45,11 @@ cargo_tool() {
 	rm -rf "${TMPDIR:-/tmp}/wordcount-tool-build/$crate"
 }
 
-cargo_tool cargo-deny "$CARGO_DENY" deny
-cargo_tool cargo-audit "$CARGO_AUDIT" audit
-cargo_tool cargo-auditable "$CARGO_AUDITABLE" auditable
-cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX" cyclonedx
-cargo_tool cargo-sbom "$CARGO_SBOM" sbom
+cargo_tool cargo-deny "$CARGO_DENY"
+cargo_tool cargo-audit "$CARGO_AUDIT"
+cargo_tool cargo-auditable "$CARGO_AUDITABLE"
+cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX"
+cargo_tool cargo-sbom "$CARGO_SBOM"
 
 semgrep_have=$("$SEMGREP_VENV/bin/pip" show semgrep 2>/dev/null | awk '/^Version:/ {print $2}' || true)
 if [[ "$semgrep_have" != "$SEMGREP" ]]; then
