@@ -59,6 +59,21 @@ pub enum Error {
     Data(String),
 }
 
+/// Every label [`Error::reason`] can return for a data-source failure, so
+/// the metrics can start each series at zero.
+pub const SOURCE_ERROR_REASONS: [&str; 10] = [
+    "auth",
+    "permission_denied",
+    "rate_limited",
+    "bytes_billed_limit",
+    "upstream_5xx",
+    "rejected",
+    "timeout",
+    "transport",
+    "malformed_response",
+    "bad_data",
+];
+
 impl Error {
     pub fn config(var: &'static str, problem: impl Into<String>) -> Self {
         Error::Config { var, problem: problem.into() }
@@ -133,5 +148,8 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), errors.len());
+        let mut listed = SOURCE_ERROR_REASONS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(labels, listed, "SOURCE_ERROR_REASONS lists exactly the source failure labels");
     }
 }

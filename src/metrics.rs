@@ -159,6 +159,17 @@ impl Metrics {
             "The word and data source this instance serves",
             Info::new(vec![("word", word.to_owned()), ("source", source.to_owned())]),
         );
+        // Series that exist before anything happens, so rate() and
+        // increase() see the first error and dashboards show zeros, not gaps.
+        for outcome in ["ok", "error"] {
+            m.source_queries.get_or_create(&QueryLabels { source, outcome });
+        }
+        for reason in crate::error::SOURCE_ERROR_REASONS {
+            m.source_errors.get_or_create(&ErrorLabels { source, reason });
+        }
+        for result in ["hit", "miss", "stale"] {
+            m.cache_lookups.get_or_create(&CacheLabels { result });
+        }
         Metrics { registry, ..m }
     }
 
@@ -228,6 +239,19 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_and_cache_series_start_at_zero() {
+        let text = Metrics::new("the", "bigquery").encode(None);
+        for expected in [
+            r#"wordcount_source_errors_total{source="bigquery",reason="timeout"} 0"#,
+            r#"wordcount_source_errors_total{source="bigquery",reason="permission_denied"} 0"#,
+            r#"wordcount_source_queries_total{source="bigquery",outcome="error"} 0"#,
+            r#"wordcount_cache_lookups_total{result="stale"} 0"#,
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn exposition_has_the_documented_names_and_labels() {
