@@ -40,7 +40,8 @@ generate() {
 	cp "$work/$CDX" "$work/$SPDX" "$out/"
 }
 
-# crate_diff OLD NEW: "+ name version" / "- name version" lines.
+# crate_diff OLD NEW: "+ name version" / "- name version" lines, for a
+# CycloneDX (components) or SPDX (packages) file.
 crate_diff() {
 	python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -49,12 +50,16 @@ def crates(path):
         doc = json.load(open(path))
     except FileNotFoundError:
         return set()
-    return {(c["name"], c["version"]) for c in doc.get("components", [])}
+    if "components" in doc:
+        return {(c["name"], c["version"]) for c in doc["components"]}
+    return {(p["name"], p.get("versionInfo", "")) for p in doc.get("packages", [])}
 old, new = crates(sys.argv[1]), crates(sys.argv[2])
 for n, v in sorted(new - old):
     print(f"    + {n} {v}")
 for n, v in sorted(old - new):
     print(f"    - {n} {v}")
+if old == new:
+    print("    (same crates; versions' metadata, features or the Cargo.lock checksum changed)")
 PY
 }
 
@@ -73,12 +78,14 @@ check)
 	if ((${#stale[@]})); then
 		{
 			echo
-			echo "sbom/ is stale: ${stale[*]} do not match Cargo.toml/Cargo.lock."
-			echo "Crates (CycloneDX components) that changed:"
-			crate_diff "sbom/$CDX" "$SC_TMP/fresh/$CDX"
+			echo "sbom/ is stale: ${stale[*]} differ from what Cargo.toml/Cargo.lock produce."
+			for f in "${stale[@]}"; do
+				echo "sbom/$f: crates added (+) and removed (-):"
+				crate_diff "sbom/$f" "$SC_TMP/fresh/$f"
+			done
 			echo "First lines of the diff:"
 			for f in "${stale[@]}"; do
-				diff -u "sbom/$f" "$SC_TMP/fresh/$f" 2>&1 | head -n 40 || true
+				diff -u "sbom/$f" "$SC_TMP/fresh/$f" 2>&1 | head -n 30 || true
 			done
 		} >&2
 		sc_fail "sbom/ is stale: run 'make sbom' and commit sbom/ together with Cargo.toml/Cargo.lock"
