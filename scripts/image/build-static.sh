@@ -59,30 +59,9 @@ CARGO_TARGET_DIR="$target_dir" cargo auditable build --release --locked --target
 bin="$target_dir/$TRIPLE/release/wordcount"
 echo "build-static: built in $(($(date +%s) - start)) s"
 
-# Static: no program interpreter, no shared libraries.
-if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
-	echo "build-static: $bin has a PT_INTERP, it is not static" >&2
-	exit 1
-fi
-if readelf -dW "$bin" | grep -q '(NEEDED)'; then
-	echo "build-static: $bin needs shared libraries:" >&2
-	readelf -dW "$bin" | grep '(NEEDED)' >&2
-	exit 1
-fi
-# No build paths: a path in the binary makes it depend on where it was built
-# (and leaks the builder's layout).
-leaks=()
-for p in "$root_real" "$ROOT" "$cargo_home" "$rustup_home" "$target_dir" "$HOME"; do
-	[[ -n "$p" && "$p" != / ]] || continue
-	if strings -a "$bin" | grep -qF -- "$p/"; then
-		leaks+=("$p")
-	fi
-done
-if ((${#leaks[@]})); then
-	echo "build-static: build paths left in $bin: ${leaks[*]}" >&2
-	strings -a "$bin" | grep -F -e "${leaks[0]}/" | head -5 >&2
-	exit 1
-fi
+# Static, and no build path left in it (scripts/image/check-static.sh).
+bash "$ROOT/scripts/image/check-static.sh" "$bin" \
+	"$root_real" "$ROOT" "$cargo_home" "$rustup_home" "$target_dir" "$HOME"
 
 sha=$(sha256sum "$bin" | cut -d' ' -f1)
 dirty=$(git status --porcelain --untracked-files=no | wc -l)

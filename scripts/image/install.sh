@@ -36,7 +36,7 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
 fi
 missing=()
 for p in "${apt_pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null; then
 		missing+=("$p")
 	fi
 done

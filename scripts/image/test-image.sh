@@ -62,6 +62,19 @@ section "lint"
 check "hadolint is clean on the Dockerfile" "$VENV_BIN/hadolint" Dockerfile
 check "shellcheck is clean on scripts/image" shellcheck -x scripts/image/*.sh
 
+# The static/no-build-path gate (check-static.sh, run by every make static)
+# must refuse what it exists to refuse: tiny programs compiled here.
+gate="$WORK/gate"
+mkdir -p "$gate"
+printf 'fn main() { if std::env::args().count() > 5 { panic!("x"); } }\n' >"$gate/leak.rs"
+rustc -O --target x86_64-unknown-linux-gnu "$gate/leak.rs" -o "$gate/dynamic" 2>/dev/null
+rustc -O --target x86_64-unknown-linux-gnu -C target-feature=+crt-static "$gate/leak.rs" -o "$gate/leaky" 2>/dev/null
+rustc -O --target x86_64-unknown-linux-gnu -C target-feature=+crt-static \
+	--remap-path-prefix="$gate=/src" "$gate/leak.rs" -o "$gate/clean" 2>/dev/null
+check "static gate refuses a dynamically linked binary" bash -c "! bash scripts/image/check-static.sh '$gate/dynamic'"
+check "static gate refuses a binary with a build path in it" bash -c "! bash scripts/image/check-static.sh '$gate/leaky' '$gate'"
+check "static gate passes the same program built with --remap-path-prefix" bash scripts/image/check-static.sh "$gate/clean" "$gate"
+
 # ------------------------------------------------------------------------------
 section "static binary (/wordcount from $IMAGE)"
 # Saved and unpacked without the engine: the checks below read the layers
@@ -73,9 +86,9 @@ python3 scripts/image/inspect_archive.py "$WORK/image.tar" --extract-dir "$WORK/
 chmod 0755 "$BIN"
 bin_sha=$(sha256sum "$BIN" | cut -d' ' -f1)
 echo "sha256 $bin_sha"
-check "no program interpreter (PT_INTERP)" bash -c "! readelf -lW '$BIN' | grep -q 'program interpreter'"
-check "no shared library dependencies" bash -c "! readelf -dW '$BIN' | grep -q '(NEEDED)'"
-check "carries cargo-auditable dependency data (.dep-v0)" bash -c "readelf -SW '$BIN' | grep -q '\.dep-v0'"
+check "static (no PT_INTERP, no NEEDED) and no build path of this machine in it" \
+	bash scripts/image/check-static.sh "$BIN" "$REPO_ROOT" "$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)" "$HOME"
+check "carries cargo-auditable dependency data (.dep-v0)" bash -c "readelf -SW '$BIN' | grep '\.dep-v0' >/dev/null"
 
 read -r port admin_port < <("${PROBE[@]}" free-ports 2 | paste -sd' ')
 root="$WORK/emptyroot"
