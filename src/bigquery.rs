@@ -54,9 +54,10 @@ const GOOGLE_API_ROOT: &str = "https://bigquery.googleapis.com";
 const MAX_ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(2);
-/// How long one `jobs.query` / `getQueryResults` call asks BigQuery to wait
-/// for the job before answering `jobComplete: false`.
-const SERVER_WAIT: Duration = Duration::from_secs(10);
+/// The longest one `jobs.query` / `getQueryResults` call asks BigQuery to
+/// wait for the job before answering `jobComplete: false`; always kept a
+/// second under the attempt's own timeout (see [`BigQuerySource::server_wait`]).
+const MAX_SERVER_WAIT: Duration = Duration::from_secs(10);
 
 pub struct BigQuerySource {
     config: BigQueryConfig,
@@ -93,12 +94,18 @@ impl BigQuerySource {
             .use_rustls_tls()
             .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
-            // One attempt may use at most half the budget, so a hung
-            // connection still leaves time for a retry.
-            .timeout((config.timeout / 2).max(Duration::from_secs(1)))
+            .timeout(attempt_timeout(&config))
             .build()
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
         Ok(BigQuerySource { v2_url: format!("{root}/bigquery/v2"), config, http, auth, metrics })
+    }
+
+    /// `timeoutMs` for BigQuery: how long it may hold a call open waiting for
+    /// the job. A second less than the attempt timeout, so a legitimately
+    /// waiting call is never cut off and retried as if it had hung.
+    fn server_wait(&self) -> i32 {
+        let wait = attempt_timeout(&self.config).saturating_sub(Duration::from_secs(1)).min(MAX_SERVER_WAIT);
+        wait.as_millis().max(1) as i32
     }
 
     /// The SQL text. Only validated configuration goes into it; the word is
@@ -145,7 +152,7 @@ impl BigQuerySource {
             .use_rustls_tls()
             .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
-            .timeout((self.config.timeout / 2).max(Duration::from_secs(1)))
+            .timeout(attempt_timeout(&self.config))
             .default_headers(headers)
             .build()
             .unwrap_or_else(|_| self.http.clone())
@@ -168,7 +175,7 @@ impl BigQuerySource {
         }]);
         request.maximum_bytes_billed = Some(self.config.max_bytes_billed.to_string());
         request.location = self.config.location.clone();
-        request.timeout_ms = Some(SERVER_WAIT.as_millis() as i32);
+        request.timeout_ms = Some(self.server_wait());
         request.request_id = Some(random_hex::<16>());
         request.use_query_cache = Some(true);
         request.labels = Some([("app".to_owned(), "wordcount".to_owned())].into());
@@ -196,7 +203,7 @@ impl BigQuerySource {
                 max_results: None,
                 page_token: if complete { page_token.clone() } else { None },
                 start_index: None,
-                timeout_ms: Some(SERVER_WAIT.as_millis() as i32),
+                timeout_ms: Some(self.server_wait()),
             };
             let page =
                 retry("jobs.getQueryResults", || client.job().get_query_results(project, job_id, params.clone()))
@@ -257,6 +264,12 @@ impl CountsSource for BigQuerySource {
             Err(_) => Err(Error::Timeout(budget)),
         }
     }
+}
+
+/// One HTTP attempt may use at most half the refresh budget, so a hung
+/// connection still leaves time for a retry.
+fn attempt_timeout(config: &BigQueryConfig) -> Duration {
+    (config.timeout / 2).max(Duration::from_secs(1))
 }
 
 /// gcp_auth's order, minus the gcloud CLI (not in the image), with the kind

@@ -162,13 +162,13 @@ impl Metrics {
         // Series that exist before anything happens, so rate() and
         // increase() see the first error and dashboards show zeros, not gaps.
         for outcome in ["ok", "error"] {
-            m.source_queries.get_or_create(&QueryLabels { source, outcome });
+            drop(m.source_queries.get_or_create(&QueryLabels { source, outcome }));
         }
         for reason in crate::error::SOURCE_ERROR_REASONS {
-            m.source_errors.get_or_create(&ErrorLabels { source, reason });
+            drop(m.source_errors.get_or_create(&ErrorLabels { source, reason }));
         }
         for result in ["hit", "miss", "stale"] {
-            m.cache_lookups.get_or_create(&CacheLabels { result });
+            drop(m.cache_lookups.get_or_create(&CacheLabels { result }));
         }
         Metrics { registry, ..m }
     }

@@ -106,6 +106,30 @@ async fn shutdown_stops_accepting_and_marks_not_ready() {
     assert!(TcpStream::connect(app.admin).await.is_err(), "admin listener closed");
 }
 
+/// Returns once a request is open on the public port besides the admin
+/// scrape that asks (a fixed sleep is not enough on a loaded machine).
+async fn wait_for_open_request(app: &crate::helpers::TestApp) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (metrics, _) = raw_exchange(
+            app.admin,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(5),
+        )
+        .await;
+        let active = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wordcount_connections_active "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if active >= 2 {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the request never reached the service");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     // A cold request waits on a BigQuery answer that takes 1 s to come.
@@ -122,7 +146,7 @@ async fn shutdown_lets_an_in_flight_request_finish() {
     .await;
     let server = app.take_server();
     let in_flight = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_open_request(&app).await;
 
     app.signal_shutdown();
     let response = in_flight.await.unwrap().expect("the in-flight request is answered");
@@ -151,7 +175,7 @@ async fn a_drain_that_runs_out_of_time_still_ends() {
     .await;
     let server = app.take_server();
     let _stuck = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_open_request(&app).await;
 
     let started = std::time::Instant::now();
     app.signal_shutdown();
