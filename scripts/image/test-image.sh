@@ -185,6 +185,9 @@ run_detached() {
 }
 
 section "hardened run (--read-only --cap-drop=ALL --security-opt no-new-privileges)"
+# --network host with BIND_ADDRESS=127.0.0.1: the TLS test's server must be
+# reachable at 127.0.0.1 from inside the container, and published ports would
+# add the engine's NAT (iptables) to what is tested without testing the image.
 hardened=(--read-only --cap-drop=ALL --security-opt no-new-privileges --network host)
 # No systemd here to schedule the HEALTHCHECK timer; it is run by hand below.
 if [[ "$ENGINE" == podman ]]; then hardened+=(--health-interval=disable); fi
