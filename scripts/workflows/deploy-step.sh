@@ -48,14 +48,16 @@ cmd_resolve() {
 		fi
 	elif [[ -n "$tag" ]]; then
 		[[ "$tag" =~ $TAG_RE ]] || die "'$tag' is not a release tag (vX.Y.Z)"
-		local raw tls=()
+		local sum tls=()
 		# Plain HTTP only for a registry on this machine (local rehearsals).
 		[[ "${image_repo%%/*}" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]] && tls=(--tls-verify=false)
-		raw="$(skopeo inspect "${tls[@]}" --raw "docker://$image_repo:$tag")" ||
-			die "cannot read $image_repo:$tag from the registry"
 		# The digest of the manifest's raw bytes: what was signed and what the
 		# cluster will pull (same computation as scripts/deploy/deploy.sh).
-		ref="$image_repo@sha256:$(printf '%s' "$raw" | sha256sum | cut -d' ' -f1)"
+		# Piped straight into sha256sum: $(...) would drop a trailing newline
+		# and give the digest of different bytes.
+		sum="$(set -o pipefail; skopeo inspect "${tls[@]}" --raw "docker://$image_repo:$tag" | sha256sum)" ||
+			die "cannot read $image_repo:$tag from the registry"
+		ref="$image_repo@sha256:${sum%% *}"
 		say "resolved $image_repo:$tag -> $ref"
 	else
 		die "nothing to deploy: set TAG or DIGEST"
