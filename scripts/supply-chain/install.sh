@@ -40,7 +40,11 @@ cargo_tool() {
 	log "installing $crate $version (found: ${have:-none})"
 	# A private target dir keeps these builds out of the project's target/
 	# (and its cache keys) and lets parallel installs not block on its lock.
+	# Fat LTO and one codegen unit (some of these crates ask for them) make
+	# a cold CI install several minutes slower on two cores for a tool that
+	# runs for seconds; the config overrides win over the crates' manifests.
 	CARGO_TARGET_DIR="${TMPDIR:-/tmp}/wordcount-tool-build/$crate" \
+		CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
 		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
 	rm -rf "${TMPDIR:-/tmp}/wordcount-tool-build/$crate"
 }
