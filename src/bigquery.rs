@@ -115,6 +115,9 @@ impl BigQuerySource {
             WordMatch::Exact => "word = @word",
             WordMatch::IgnoreCase => "LOWER(word) = LOWER(@word)",
         };
+        // The one place SQL is assembled: `table` passed config::validate_table
+        // (letters, digits, '_', '-', '.'), `condition` is one of two constants.
+        // nosemgrep: rust-sql-built-from-strings
         format!(
             "SELECT corpus, SUM(word_count) AS total_words FROM `{table}` WHERE {condition} \
              GROUP BY corpus ORDER BY total_words DESC, corpus ASC"
