@@ -22,9 +22,10 @@
 ARG BINARY_FROM=musl
 
 # --- builder base: Rust on Alpine (musl is the host target there) ---------------
-# The digest is the linux/amd64 image of rust:1.95.0-alpine3.22 as pinned by
-# public repositories in 2026 (found with a code search; this machine cannot
-# pull to re-check it). Bump tag and digest together, with rust-version in mind.
+# The digest is rust:1.95.0-alpine3.22 as a public repository pins it (found
+# with a code search in 2026). This machine cannot pull, so this stage has
+# not been built here; image-test checks its output wherever docker builds
+# it. Bump tag and digest together, with Cargo.toml's rust-version in mind.
 FROM docker.io/library/rust:1.95.0-alpine3.22@sha256:064dfc925d68d1a63f4fd2871bd7dc6e6ea56692989a487185855d62885d90aa AS chef
 # musl-dev: ring compiles C. The version pin makes a changed libc.a (linked
 # into the binary) a visible build failure instead of a silent difference;
