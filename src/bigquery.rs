@@ -410,16 +410,20 @@ fn classify(err: &BQError) -> Error {
     }
 }
 
-/// reqwest's message without the URL, which may carry a page token.
+/// reqwest's message with its whole cause chain (the cause is what says
+/// "invalid peer certificate: UnknownIssuer" or "connection refused"), and
+/// without the URL, which may carry a page token.
 fn without_url(e: &reqwest::Error) -> String {
     let mut message = e.to_string();
-    if let Some(url) = e.url() {
-        message = message.replace(url.as_str(), "<url>");
+    let mut cause = std::error::Error::source(e);
+    while let Some(err) = cause {
+        message = format!("{message}: {err}");
+        cause = err.source();
     }
-    if let Some(source) = std::error::Error::source(e) {
-        message = format!("{message}: {source}");
+    match e.url() {
+        Some(url) => message.replace(url.as_str(), "<url>"),
+        None => message,
     }
-    message
 }
 
 fn from_status(code: i64, reason: &str, message: &str) -> Error {
