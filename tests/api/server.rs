@@ -130,23 +130,35 @@ async fn wait_for_open_request(app: &crate::helpers::TestApp) {
     }
 }
 
+/// The service on `SOURCE=bigquery` against `fake` (no auth), with one cold
+/// `/api/v1/counts` request open on it, and the server task taken out so
+/// the test can watch the drain.
+async fn with_request_in_flight(
+    fake: &crate::fake_gcp::FakeGcp,
+    extra: &[(&str, &str)],
+) -> (crate::helpers::TestApp, tokio::task::JoinHandle<()>, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>)
+{
+    let endpoint = fake.endpoint();
+    let mut vars = vec![
+        ("SOURCE", "bigquery"),
+        ("BIGQUERY_PROJECT", "wordcount-test"),
+        ("BIGQUERY_ENDPOINT", endpoint.as_str()),
+        ("BIGQUERY_AUTH", "none"),
+    ];
+    vars.extend_from_slice(extra);
+    let mut app = spawn_app(&vars).await;
+    let server = app.take_server();
+    let request = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
+    wait_for_open_request(&app).await;
+    (app, server, request)
+}
+
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     // A cold request waits on a BigQuery answer that takes 1 s to come.
     let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
     fake.set_delay(Duration::from_secs(1));
-    let endpoint = fake.endpoint();
-    let mut app = spawn_app(&[
-        ("SOURCE", "bigquery"),
-        ("BIGQUERY_PROJECT", "wordcount-test"),
-        ("BIGQUERY_ENDPOINT", &endpoint),
-        ("BIGQUERY_AUTH", "none"),
-        ("DRAIN_TIMEOUT", "5"),
-    ])
-    .await;
-    let server = app.take_server();
-    let in_flight = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
-    wait_for_open_request(&app).await;
+    let (mut app, server, in_flight) = with_request_in_flight(&fake, &[("DRAIN_TIMEOUT", "5")]).await;
 
     app.signal_shutdown();
     let response = in_flight.await.unwrap().expect("the in-flight request is answered");
@@ -163,19 +175,8 @@ async fn shutdown_lets_an_in_flight_request_finish() {
 async fn a_drain_that_runs_out_of_time_still_ends() {
     let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
     fake.set_mode(crate::fake_gcp::Mode::Hang);
-    let endpoint = fake.endpoint();
-    let mut app = spawn_app(&[
-        ("SOURCE", "bigquery"),
-        ("BIGQUERY_PROJECT", "wordcount-test"),
-        ("BIGQUERY_ENDPOINT", &endpoint),
-        ("BIGQUERY_AUTH", "none"),
-        ("BIGQUERY_TIMEOUT", "30"),
-        ("DRAIN_TIMEOUT", "1"),
-    ])
-    .await;
-    let server = app.take_server();
-    let _stuck = tokio::spawn(app.client.get(app.url("/api/v1/counts")).send());
-    wait_for_open_request(&app).await;
+    let (mut app, server, _stuck) =
+        with_request_in_flight(&fake, &[("BIGQUERY_TIMEOUT", "30"), ("DRAIN_TIMEOUT", "1")]).await;
 
     let started = std::time::Instant::now();
     app.signal_shutdown();
