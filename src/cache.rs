@@ -12,7 +12,9 @@
 //!   while stale data covers a failing source; it never flaps on a refresh.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use bytes::Bytes;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -44,6 +46,11 @@ pub struct Snapshot {
     pub counts: Counts,
     pub fetched_at: OffsetDateTime,
     fetched: Instant,
+    /// Response bodies rendered from this snapshot, filled by the handlers
+    /// on first use: a fresh answer is the same bytes for every request
+    /// until the next refresh, so it is rendered once, not per request.
+    pub rendered_json: OnceLock<Bytes>,
+    pub rendered_html: OnceLock<Bytes>,
 }
 
 /// What a lookup hands to a handler.
@@ -103,14 +110,16 @@ impl Cache {
         let now = Instant::now();
         let (mut refresh, fallback) = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            // The hot path: a fresh hit, without allocating a key.
+            if let Some(good) = slots.get(word).and_then(|slot| slot.good.as_ref())
+                && now < good.fetched + self.ttl
+            {
+                self.metrics.observe_cache(CacheResult::Hit);
+                return Ok(Served { snapshot: good.clone(), stale: false, fresh_for: good.fetched + self.ttl - now });
+            }
             let slot = slots.entry(word.to_owned()).or_default();
             let backing_off = slot.retry_at.is_some_and(|at| now < at);
             match (&slot.good, &slot.last_error) {
-                (Some(good), _) if now < good.fetched + self.ttl => {
-                    self.metrics.observe_cache(CacheResult::Hit);
-                    let fresh_for = good.fetched + self.ttl - now;
-                    return Ok(Served { snapshot: good.clone(), stale: false, fresh_for });
-                }
                 (Some(good), _) if backing_off => {
                     self.metrics.observe_cache(CacheResult::Stale);
                     return Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO });
@@ -188,7 +197,13 @@ impl Cache {
                         elapsed_ms = elapsed.as_millis() as u64,
                         "data refreshed"
                     );
-                    Ok(Arc::new(Snapshot { counts, fetched_at: OffsetDateTime::now_utc(), fetched: Instant::now() }))
+                    Ok(Arc::new(Snapshot {
+                        counts,
+                        fetched_at: OffsetDateTime::now_utc(),
+                        fetched: Instant::now(),
+                        rendered_json: OnceLock::new(),
+                        rendered_html: OnceLock::new(),
+                    }))
                 }
                 Err(err) => {
                     cache.metrics.observe_query(kind, elapsed, Some(err.reason()));

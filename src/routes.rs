@@ -131,16 +131,19 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe_request(route.label(), method, status, elapsed);
-    span.in_scope(|| {
-        tracing::info!(
-            method,
-            path = req.uri().path(),
-            route = route.label(),
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
-    });
+    // Logged outside the request span, with its ids as plain fields: same
+    // line, without re-reading the span's fields for every request.
+    tracing::info!(
+        request_id = %request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        method,
+        path = req.uri().path(),
+        route = route.label(),
+        status,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     response
 }
 
@@ -212,11 +215,34 @@ struct CountsBody<'a> {
     rows: &'a [Row],
     total: u64,
     fetched_at: String,
-    age_seconds: u64,
     stale: bool,
 }
 
+/// A fresh answer's body is rendered once per snapshot and shared; a stale
+/// one (rare, and it says so) is rendered for the request.
+fn memoised(
+    served: &Served,
+    memo: &std::sync::OnceLock<Bytes>,
+    render: impl FnOnce() -> Result<Bytes, String>,
+) -> Result<Bytes, String> {
+    if served.stale {
+        return render();
+    }
+    if let Some(body) = memo.get() {
+        return Ok(body.clone());
+    }
+    let body = render()?;
+    Ok(memo.get_or_init(|| body).clone())
+}
+
 fn index_page(state: &State, served: &Served) -> Response<Body> {
+    match memoised(served, &served.snapshot.rendered_html, || render_index(state, served)) {
+        Ok(html) => with_freshness(respond(StatusCode::OK, html, "text/html; charset=utf-8", ""), served),
+        Err(err) => internal_error(&err),
+    }
+}
+
+fn render_index(state: &State, served: &Served) -> Result<Bytes, String> {
     let counts = &served.snapshot.counts;
     let page = IndexPage {
         word: &state.word,
@@ -230,13 +256,17 @@ fn index_page(state: &State, served: &Served) -> Response<Body> {
             WordMatch::IgnoreCase => "case-insensitive match",
         },
     };
-    match page.render() {
-        Ok(html) => with_freshness(respond(StatusCode::OK, html, "text/html; charset=utf-8", ""), served),
+    page.render().map(Bytes::from).map_err(|e| e.to_string())
+}
+
+fn counts_json(state: &State, served: &Served) -> Response<Body> {
+    match memoised(served, &served.snapshot.rendered_json, || render_counts(state, served)) {
+        Ok(json) => with_freshness(respond(StatusCode::OK, json, "application/json", ""), served),
         Err(err) => internal_error(&err),
     }
 }
 
-fn counts_json(state: &State, served: &Served) -> Response<Body> {
+fn render_counts(state: &State, served: &Served) -> Result<Bytes, String> {
     let counts = &served.snapshot.counts;
     let body = CountsBody {
         word: &state.word,
@@ -245,13 +275,9 @@ fn counts_json(state: &State, served: &Served) -> Response<Body> {
         rows: &counts.rows,
         total: counts.total(),
         fetched_at: rfc3339(served.snapshot.fetched_at),
-        age_seconds: served.age().as_secs(),
         stale: served.stale,
     };
-    match serde_json::to_vec(&body) {
-        Ok(json) => with_freshness(respond(StatusCode::OK, json, "application/json", ""), served),
-        Err(err) => internal_error(&err),
-    }
+    serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// No data at all to show: 503 in the route's own format, with a hint
@@ -278,7 +304,8 @@ fn internal_error(err: &dyn std::fmt::Display) -> Response<Body> {
 }
 
 /// Caches may keep a fresh answer for as long as it stays fresh here; a
-/// stale one must not be kept at all. `X-Data-Stale` says which it is.
+/// stale one must not be kept at all. `X-Data-Stale` says which it is, and
+/// `Age` how old the data is (seconds since the source answered).
 fn with_freshness(mut response: Response<Body>, served: &Served) -> Response<Body> {
     let cache_control = if served.stale {
         HeaderValue::from_static("no-store")
@@ -288,6 +315,7 @@ fn with_freshness(mut response: Response<Body>, served: &Served) -> Response<Bod
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, cache_control);
+    headers.insert(header::AGE, HeaderValue::from(served.age().as_secs()));
     headers.insert("x-data-stale", HeaderValue::from_static(if served.stale { "true" } else { "false" }));
     response
 }

@@ -53,6 +53,7 @@ async fn counts_json_is_ordered_and_totalled() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     assert!(response.headers()["cache-control"].to_str().unwrap().starts_with("public, max-age="));
+    assert!(response.headers()["age"].to_str().unwrap().parse::<u64>().is_ok(), "Age says how old the data is");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["word"], "king");
     assert_eq!(body["source"], "sample");
