@@ -21,9 +21,9 @@
 //! Tests stay silent unless `TEST_LOG` is set ([`init_for_tests`]).
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{JsonFields, Writer};
@@ -40,12 +40,14 @@ type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 /// Keeps the telemetry pipeline alive; dropping it flushes exported spans.
 #[must_use = "dropping the guard stops span export"]
 pub struct Guard {
+    stdout: BatchedStdout,
     #[cfg(feature = "otel")]
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        self.stdout.flush();
         #[cfg(feature = "otel")]
         if let Some(provider) = self.provider.take()
             && let Err(err) = provider.shutdown()
@@ -59,13 +61,14 @@ impl Drop for Guard {
 /// `projects/P/traces/T` form Cloud Logging links to Cloud Trace.
 pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let stdout = BatchedStdout::start();
     let logs: BoxedLayer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stdout)
+            .with_writer(stdout.clone())
             .fmt_fields(JsonFields::new())
             .event_format(GcpJson { project: gcp_project })
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stdout).with_ansi(false).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(stdout.clone()).with_ansi(false).boxed(),
     };
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![logs];
@@ -80,6 +83,7 @@ pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
 
     tracing_subscriber::registry().with(layers).with(filter).init();
     Guard {
+        stdout,
         #[cfg(feature = "otel")]
         provider,
     }
@@ -122,6 +126,99 @@ pub mod otel {
     }
 }
 
+/// Log lines bound for stdout, written in batches by a background thread.
+///
+/// A write(2) per line was the largest single cost of a cached request
+/// (one access-log line each). Lines are appended to a shared buffer, one
+/// short lock per line, and a thread writes the buffer out every
+/// [`Self::INTERVAL`], or at once when it passes [`Self::HIGH_WATER`]. A
+/// line therefore reaches stdout at most 50 ms late; a crash can lose that
+/// much. When stdout cannot keep up, the logging request writes the buffer
+/// itself, so memory stays bounded and the slowdown is visible, not silent.
+#[derive(Clone)]
+pub struct BatchedStdout {
+    shared: Arc<(Mutex<Vec<u8>>, Condvar)>,
+}
+
+impl BatchedStdout {
+    const INTERVAL: Duration = Duration::from_millis(50);
+    const HIGH_WATER: usize = 64 * 1024;
+    const LIMIT: usize = 1024 * 1024;
+
+    fn start() -> Self {
+        let this =
+            BatchedStdout { shared: Arc::new((Mutex::new(Vec::with_capacity(Self::HIGH_WATER)), Condvar::new())) };
+        let writer = this.clone();
+        let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
+            loop {
+                let (lock, wake) = &*writer.shared;
+                let buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let (mut buffer, _) = wake.wait_timeout(buffer, Self::INTERVAL).unwrap_or_else(PoisonError::into_inner);
+                let batch = std::mem::take(&mut *buffer);
+                drop(buffer);
+                write_stdout(&batch);
+            }
+        });
+        if let Err(err) = spawned {
+            eprintln!("wordcount: no log-writer thread ({err}); log lines are written when the buffer fills");
+        }
+        this
+    }
+
+    /// Writes out whatever is buffered (at exit).
+    pub fn flush(&self) {
+        let batch = std::mem::take(&mut *self.shared.0.lock().unwrap_or_else(PoisonError::into_inner));
+        write_stdout(&batch);
+    }
+}
+
+fn write_stdout(batch: &[u8]) {
+    if !batch.is_empty() {
+        use std::io::Write;
+        // Nowhere left to report a failed log write; dropping it is all we can do.
+        let _ = std::io::stdout().lock().write_all(batch);
+    }
+}
+
+/// One formatted line; appended to the shared buffer when dropped.
+pub struct Line {
+    bytes: Vec<u8>,
+    shared: Arc<(Mutex<Vec<u8>>, Condvar)>,
+}
+
+impl std::io::Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.shared;
+        let mut buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        buffer.extend_from_slice(&self.bytes);
+        if buffer.len() >= BatchedStdout::LIMIT {
+            // The writer thread is behind: write it out here (backpressure).
+            let batch = std::mem::take(&mut *buffer);
+            drop(buffer);
+            write_stdout(&batch);
+        } else if buffer.len() >= BatchedStdout::HIGH_WATER {
+            wake.notify_one();
+        }
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStdout {
+    type Writer = Line;
+    fn make_writer(&'a self) -> Line {
+        Line { bytes: Vec::with_capacity(512), shared: Arc::clone(&self.shared) }
+    }
+}
+
 /// Logging for tests: silent, or human-readable on the test writer when
 /// `TEST_LOG` is set. Safe to call from every test.
 pub fn init_for_tests() {
@@ -144,41 +241,74 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
+    /// Writes the line straight into a buffer, field by field: one line per
+    /// request is on the hot path, so no intermediate map is built. Keys are
+    /// written base fields, then span fields (outermost first), then the
+    /// event's own, so with JSON's last-one-wins an event field overrides a
+    /// span field of the same name.
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
-        let mut fields = Map::new();
-        fields.insert("time".into(), Value::String(now_rfc3339()));
-        fields.insert("severity".into(), Value::String(severity(*meta.level()).into()));
-        fields.insert("target".into(), Value::String(meta.target().into()));
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(b"{\"time\":\"");
+        line.extend_from_slice(now_rfc3339().as_bytes());
+        line.extend_from_slice(b"\",\"severity\":\"");
+        line.extend_from_slice(severity(*meta.level()).as_bytes());
+        line.extend_from_slice(b"\"");
+        push_field(&mut line, "target", meta.target());
 
-        // Span fields first, innermost last, so an event's own fields win.
+        let mut ids = Ids::default();
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
                 let extensions = span.extensions();
                 let Some(formatted) = extensions.get::<FormattedFields<N>>() else { continue };
-                if let Ok(Value::Object(span_fields)) = serde_json::from_str::<Value>(formatted) {
-                    fields.extend(span_fields);
+                let inner = formatted.trim().trim_start_matches('{').trim_end_matches('}').trim();
+                if inner.is_empty() {
+                    continue;
+                }
+                line.push(b',');
+                line.extend_from_slice(inner.as_bytes());
+                if let Ok(span_ids) = serde_json::from_str::<Ids>(formatted) {
+                    ids.trace_id = span_ids.trace_id.or(ids.trace_id);
+                    ids.span_id = span_ids.span_id.or(ids.span_id);
                 }
             }
         }
-        event.record(&mut JsonVisitor(&mut fields));
 
-        if let Some(Value::String(trace_id)) = fields.get("trace_id") {
+        let mut visitor = StreamVisitor { line: &mut line, ids: &mut ids, has_message: false };
+        event.record(&mut visitor);
+        if !visitor.has_message {
+            push_field(&mut line, "message", "");
+        }
+        if let Some(trace_id) = &ids.trace_id {
             let trace = match &self.project {
                 Some(project) => format!("projects/{project}/traces/{trace_id}"),
                 None => trace_id.clone(),
             };
-            fields.insert("logging.googleapis.com/trace".into(), Value::String(trace));
+            push_field(&mut line, "logging.googleapis.com/trace", &trace);
         }
-        if let Some(span_id) = fields.get("span_id").cloned() {
-            fields.insert("logging.googleapis.com/spanId".into(), span_id);
+        if let Some(span_id) = &ids.span_id {
+            push_field(&mut line, "logging.googleapis.com/spanId", span_id);
         }
-        if !fields.contains_key("message") {
-            fields.insert("message".into(), Value::String(String::new()));
-        }
-        let line = serde_json::to_string(&fields).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{line}")
+        line.push(b'}');
+        let text = std::str::from_utf8(&line).map_err(|_| fmt::Error)?;
+        writeln!(writer, "{text}")
     }
+}
+
+/// The ids Cloud Logging links to traces, wherever they were recorded.
+#[derive(Default, serde::Deserialize)]
+struct Ids {
+    trace_id: Option<String>,
+    span_id: Option<String>,
+}
+
+/// Appends `,"key":value` with JSON escaping.
+fn push_field(line: &mut Vec<u8>, key: &str, value: impl serde::Serialize) {
+    line.push(b',');
+    // Serialising a &str or a number into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *line, key);
+    line.push(b':');
+    let _ = serde_json::to_writer(&mut *line, &value);
 }
 
 fn severity(level: Level) -> &'static str {
@@ -194,29 +324,45 @@ fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
+struct StreamVisitor<'a> {
+    line: &'a mut Vec<u8>,
+    ids: &'a mut Ids,
+    has_message: bool,
+}
 
-impl Visit for JsonVisitor<'_> {
+impl StreamVisitor<'_> {
+    fn string(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "trace_id" => self.ids.trace_id = Some(value.to_owned()),
+            "span_id" => self.ids.span_id = Some(value.to_owned()),
+            "message" => self.has_message = true,
+            _ => {}
+        }
+        push_field(self.line, field.name(), value);
+    }
+}
+
+impl Visit for StreamVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().into(), Value::String(value.into()));
+        self.string(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().into(), value.into());
+        push_field(self.line, field.name(), value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().into(), value.into());
+        push_field(self.line, field.name(), value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().into(), value.into());
+        push_field(self.line, field.name(), value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().into(), value.into());
+        push_field(self.line, field.name(), value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().into(), Value::String(value.to_string()));
+        self.string(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().into(), Value::String(format!("{value:?}")));
+        self.string(field, &format!("{value:?}"));
     }
 }
 
@@ -336,7 +482,7 @@ mod tests {
 
     #[test]
     fn json_lines_carry_gcp_fields_and_span_fields() {
-        use std::sync::{Arc, Mutex};
+        use serde_json::Value;
         use tracing_subscriber::fmt::MakeWriter;
 
         #[derive(Clone, Default)]
@@ -366,11 +512,22 @@ mod tests {
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!("request", request_id = "r1", trace_id = "abc", span_id = "def");
             let _entered = span.enter();
-            tracing::warn!(status = 503u64, "source failed");
+            tracing::warn!(status = 503u64, detail = "a \"quoted\"\nline", "source failed");
         });
+        tracing::subscriber::with_default(
+            tracing_subscriber::fmt()
+                .with_writer(buffer.clone())
+                .fmt_fields(JsonFields::new())
+                .event_format(GcpJson { project: None })
+                .finish(),
+            || tracing::info!(trace_id = "t2", "outside any span"),
+        );
 
         let output = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf8");
-        let line: Value = serde_json::from_str(output.trim()).expect("one JSON object");
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        let line: Value = serde_json::from_str(lines[0]).expect("valid JSON");
+        assert_eq!(line["detail"], "a \"quoted\"\nline");
         assert_eq!(line["severity"], "WARNING");
         assert_eq!(line["message"], "source failed");
         assert_eq!(line["status"], 503);
@@ -378,5 +535,22 @@ mod tests {
         assert_eq!(line["logging.googleapis.com/trace"], "projects/my-project/traces/abc");
         assert_eq!(line["logging.googleapis.com/spanId"], "def");
         assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+
+        let outside: Value = serde_json::from_str(lines[1]).expect("valid JSON");
+        assert_eq!(outside["logging.googleapis.com/trace"], "t2", "no project: the bare trace id");
+        assert_eq!(outside["severity"], "INFO");
+    }
+
+    #[test]
+    fn batched_lines_arrive_whole_and_in_order() {
+        use std::io::Write;
+        use tracing_subscriber::fmt::MakeWriter;
+
+        let stdout = BatchedStdout { shared: Arc::new((Mutex::new(Vec::new()), Condvar::new())) };
+        for text in ["first\n", "second\n"] {
+            let mut line = stdout.make_writer();
+            line.write_all(text.as_bytes()).unwrap();
+        }
+        assert_eq!(stdout.shared.0.lock().unwrap().as_slice(), b"first\nsecond\n");
     }
 }
