@@ -36,22 +36,9 @@ if ((!deploy_only)); then
 	# images with buildah.
 	apt_pkgs+=(buildah podman runc)
 fi
-missing=()
-for p in "${apt_pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-		missing+=("$p")
-	fi
-done
-if ((${#missing[@]})); then
-	log "apt-get install ${missing[*]}"
-	sudo_cmd=()
-	if ((EUID != 0)); then sudo_cmd=(sudo); fi
-	# Other install scripts may run apt at the same moment: wait for the lock
-	# instead of failing.
-	"${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 \
-		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_install_missing "${apt_pkgs[@]}"
 
 ((deploy_only)) && exit 0
 

@@ -34,20 +34,9 @@ apt_pkgs=(openssl ca-certificates binutils shellcheck procps util-linux)
 if ! timeout 10 docker info >/dev/null 2>&1; then
 	apt_pkgs+=(podman buildah runc skopeo)
 fi
-missing=()
-for p in "${apt_pkgs[@]}"; do
-	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null; then
-		missing+=("$p")
-	fi
-done
-if ((${#missing[@]})); then
-	log "apt-get install ${missing[*]}"
-	sudo_cmd=()
-	if ((EUID != 0)); then sudo_cmd=(sudo); fi
-	# Fresh machines may have an empty package list; update once, then install.
-	"${sudo_cmd[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=scripts/lib/apt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
+apt_install_missing "${apt_pkgs[@]}"
 
 # --- cargo-auditable -------------------------------------------------------------
 # `cargo auditable --version` prints cargo's version (it forwards to cargo),
