@@ -90,12 +90,7 @@ impl BigQuerySource {
             (BigQueryAuth::Google, None) => Credentials::Google(OnceCell::new()),
         };
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(attempt_timeout(&config))
-            .build()
+        let http = http_client(&config, reqwest::header::HeaderMap::new())
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
         Ok(BigQuerySource { v2_url: format!("{root}/bigquery/v2"), config, http, auth, metrics })
     }
@@ -151,14 +146,7 @@ impl BigQuerySource {
             reqwest::header::HeaderName::from_static("traceparent"),
             traceparent,
         )]);
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(attempt_timeout(&self.config))
-            .default_headers(headers)
-            .build()
-            .unwrap_or_else(|_| self.http.clone())
+        http_client(&self.config, headers).unwrap_or_else(|_| self.http.clone())
     }
 
     async fn run_query(&self, word: &str, word_match: WordMatch, trace: &TraceContext) -> Result<Counts> {
@@ -267,6 +255,18 @@ impl CountsSource for BigQuerySource {
             Err(_) => Err(Error::Timeout(budget)),
         }
     }
+}
+
+/// The HTTPS client for BigQuery calls: rustls with the system's CA bundle,
+/// bounded connect and attempt times, and `headers` on every call.
+fn http_client(config: &BigQueryConfig, headers: reqwest::header::HeaderMap) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(attempt_timeout(config))
+        .default_headers(headers)
+        .build()
 }
 
 /// One HTTP attempt may use at most half the refresh budget, so a hung
