@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# make loadtest: the four scenarios of examples/loadtest.rs (cold path,
+# 10k idle connections, upstream faults under load, rolling restart) against
+# the real release binary. docs/reliability.md describes models and targets.
+#
+# Usage: scripts/loadtest/run.sh [all|cold-path|idle-connections|faults|rolling-restart]
+# Environment:
+#   LOADTEST_BIN      binary under test; unset: `cargo build --release` and
+#                     target/release/wordcount (CI passes the static binary
+#                     `make static` already built)
+#   LOADTEST_PROFILE  cargo profile of the harness itself: dev (default; CI's
+#                     `cargo test` has built it already, so it costs nothing)
+#                     or release (steadier client-side figures, `make bench`)
+#   LOADTEST_RSS_MIB  RSS growth bound for 10k idle connections (see below)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+scenario=${1:-all}
+profile=${LOADTEST_PROFILE:-dev}
+case $profile in
+dev) dir=debug ;;
+release) dir=release ;;
+*)
+	echo "LOADTEST_PROFILE must be dev or release" >&2
+	exit 2
+	;;
+esac
+
+bin=${LOADTEST_BIN:-}
+if [[ -z $bin ]]; then
+	cargo build --release --locked --bin wordcount
+	bin=target/release/wordcount
+fi
+cargo build --locked --profile "$profile" --example loadtest
+
+# The issue's bound is 64 MiB for 10,000 idle connections; hyper's HTTP/1
+# server alone costs ~10 KiB per idle connection (two 8 KiB buffers), and the
+# service ~14.5 KiB, so 64 MiB is not reachable without a hyper change
+# (docs/reliability.md). Until then CI gates on a regression bound ~30 %
+# above the measured 142 MiB, and the harness prints the 64 MiB verdict.
+export LOADTEST_RSS_MIB=${LOADTEST_RSS_MIB:-192}
+
+# 10,000 connections need that many descriptors on each side; the harness
+# and the service it starts inherit this limit. The harness reports (and
+# fails) if the hard limit is too low; it never scales the scenario down.
+ulimit -n "$(ulimit -Hn)" || echo "loadtest: cannot raise the descriptor limit" >&2
+
+LOADTEST_BIN=$bin exec "target/$dir/examples/loadtest" "$scenario"
