@@ -30,6 +30,12 @@ fmt: ## Format the code
 bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=10s)
 	scripts/bench/run.sh
 
+## --- load, faults, connection scale, rolling restart (docs/reliability.md) ----
+
+.PHONY: loadtest
+loadtest: ## CI-sized: cold path, 10k idle connections, faults under load, rolling restart (~2 min; LOADTEST_BIN=...)
+	scripts/loadtest/run.sh all
+
 ## --- sample data (docs/data.md) ----------------------------------------------
 
 .PHONY: data data-check
