@@ -5,12 +5,16 @@
 # RSS and the ratio to the ceiling. A script that prints figures, not a
 # test: `make bench`. Results go into docs/performance.md by hand.
 #
-# Environment: CONNECTIONS (default "64"; e.g. "64 1024"), DURATION
+# Environment: CONNECTIONS (default "64 1024", the issue's two sizes), DURATION
 # (default 10s), THREADS (wrk threads, default 2), PORT_BASE (default 18080).
+#
+# At the end it runs the cold path (examples/loadtest.rs cold-path): the
+# same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
+# the first of CONNECTIONS for DURATION: requests/s and BigQuery jobs per TTL.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-64 1024}
 DURATION=${DURATION:-10s}
 THREADS=${THREADS:-2}
 PORT_BASE=${PORT_BASE:-18080}
@@ -22,7 +26,7 @@ for tool in wrk bc curl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl >/dev/null; break; }
 done
 
-cargo build --release --locked --bin wordcount --example hello >&2
+cargo build --release --locked --bin wordcount --example hello --example loadtest >&2
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -98,3 +102,12 @@ for conns in $CONNECTIONS; do
     "$(bc -l <<<"${RPS["wordcount /api/v1/counts/$conns"]} / ${RPS["hello (ceiling)/$conns"]}")"
 done
 echo "access-log lines written during the run: $(wc -l <"$work/service.log")"
+
+echo
+# wrk's duration format ("10s") -> whole seconds for the harness.
+seconds=${DURATION%s}
+[[ $seconds =~ ^[0-9]+$ ]] || seconds=10
+first_conns=${CONNECTIONS%% *}
+echo "cold path: examples/loadtest.rs cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
+LOADTEST_BIN=target/release/wordcount LOADTEST_SECONDS=$seconds LOADTEST_CONNECTIONS=$first_conns \
+  target/release/examples/loadtest cold-path
