@@ -155,8 +155,9 @@ impl Instance {
         }
     }
 
+    /// SIGTERM through the shell's `kill` builtin (std only sends SIGKILL).
     fn sigterm(&self) {
-        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let _ = Command::new("sh").args(["-c", &format!("kill -TERM {}", self.pid())]).status();
     }
 
     async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
@@ -347,13 +348,29 @@ impl Load {
     /// port `target` holds at the time each connection is opened (the load
     /// balancer: changing `target` moves new connections, not open ones).
     fn start(connections: usize, target: Arc<AtomicU16>, path: &'static str) -> Load {
+        Self::start_mixed(connections, 0, Duration::ZERO, target, path, path)
+    }
+
+    /// `busy` connections that send the next request for `path` as soon as
+    /// the last one is answered, and `idle` ones that ask for `idle_path`
+    /// and pause `think` between requests (so at any moment most of them
+    /// are idle keep-alive connections).
+    fn start_mixed(
+        busy: usize,
+        idle: usize,
+        think: Duration,
+        target: Arc<AtomicU16>,
+        path: &'static str,
+        idle_path: &'static str,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let in_flight = Arc::new(InFlight::default());
         let t0 = Instant::now();
-        let workers = (0..connections)
-            .map(|_| {
+        let workers = (0..busy + idle)
+            .map(|i| {
                 let (stop, target, in_flight) = (stop.clone(), target.clone(), in_flight.clone());
-                tokio::spawn(worker(stop, target, path, t0, in_flight))
+                let (think, path) = if i < busy { (Duration::ZERO, path) } else { (think, idle_path) };
+                tokio::spawn(worker(stop, target, path, t0, in_flight, think))
             })
             .collect();
         Load { stop, workers, t0, in_flight }
@@ -376,6 +393,7 @@ async fn worker(
     path: &'static str,
     t0: Instant,
     in_flight: Arc<InFlight>,
+    think: Duration,
 ) -> Vec<Sample> {
     let mut samples = Vec::with_capacity(4096);
     let mut conn: Option<Conn> = None;
@@ -435,6 +453,9 @@ async fn worker(
             }
         };
         samples.push(Sample { start: started - t0, latency: started.elapsed(), outcome, port, stale });
+        if !think.is_zero() {
+            tokio::time::sleep(think).await;
+        }
     }
     samples
 }
@@ -1008,10 +1029,12 @@ async fn faults(v: &mut Verdict) {
 // 4. rolling-restart: B takes over, A drains under load.
 
 async fn rolling_restart(v: &mut Verdict) {
-    let connections = 32;
+    let (busy, idle, think) = (24, 16, Duration::from_millis(50));
     let drain = 10u64;
     println!(
-        "\n== rolling-restart: {connections} keep-alive connections; B ready -> new connections to B -> SIGTERM A (DRAIN_TIMEOUT={drain} s)"
+        "\n== rolling-restart: {busy} busy + {idle} mostly idle (/hello every {} ms) keep-alive connections; \
+         B ready -> new connections to B -> SIGTERM A (DRAIN_TIMEOUT={drain} s)",
+        think.as_millis()
     );
     let google = Google::start().await;
     // Each refresh takes 2 s upstream, longer than STALE_WAIT: once A's TTL
@@ -1025,7 +1048,11 @@ async fn rolling_restart(v: &mut Verdict) {
     }
     google.fake.set_delay(upstream);
     let target = Arc::new(AtomicU16::new(a.port));
-    let load = Load::start(connections, target.clone(), COUNTS);
+    // Busy connections have requests in flight at SIGTERM; the mostly idle
+    // ones ask for /hello, which never waits for the cache, so A's drain
+    // finds them between two requests and closes them, where a client can
+    // send on a connection the server is closing (the retried case).
+    let load = Load::start_mixed(busy, idle, think, target.clone(), COUNTS, "/hello");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut b = Instance::spawn("rolling-restart-b", &google, &vars);
@@ -1049,7 +1076,7 @@ async fn rolling_restart(v: &mut Verdict) {
     a.sigterm();
     let exit = a.wait_exit(Duration::from_secs(drain + 5)).await;
     let exit_after = load.t0.elapsed() - term_at;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let samples = load.finish().await;
 
     let on_a = |s: &&Sample| s.port == a.port;
@@ -1082,6 +1109,15 @@ async fn rolling_restart(v: &mut Verdict) {
     println!(
         "  requests on A's open connections after the switch: {after_switch_on_a}; in-flight counter at SIGTERM: {in_flight_at_term}"
     );
+    if let Some(slowest) = samples.iter().max_by_key(|s| s.latency) {
+        println!(
+            "  slowest: {} ms on {}, started {:+.2} s from SIGTERM, {:?}",
+            ms(slowest.latency),
+            if slowest.port == a.port { "A" } else { "B" },
+            slowest.start.as_secs_f64() - term_at.as_secs_f64(),
+            slowest.outcome
+        );
+    }
     v.check(
         s.failed == 0 && s.status_5xx + s.other_status == 0,
         format!(
@@ -1111,11 +1147,17 @@ fn main() -> ExitCode {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     runtime.block_on(async {
-        println!("loadtest {scenario}: {} against {}", machine(), binary().display());
         if !binary().is_file() {
             eprintln!("no binary at {} (build it, or set LOADTEST_BIN)", binary().display());
             return ExitCode::from(2);
         }
+        let version = Command::new(binary()).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+        println!(
+            "loadtest {scenario}: {} against {} ({})",
+            machine(),
+            binary().display(),
+            String::from_utf8_lossy(&version).trim()
+        );
         let mut v = Verdict::default();
         let started = Instant::now();
         match scenario.as_str() {
