@@ -259,16 +259,34 @@ impl Conn {
         !self.sender.is_closed() && self.sender.ready().await.is_ok()
     }
 
-    async fn get(&mut self, path: &str) -> Result<Answer, hyper::Error> {
+    async fn get(&mut self, path: &str) -> Result<Answer, Failure> {
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, "127.0.0.1")
             .body(Empty::new())
             .expect("a valid request");
-        let response = self.sender.send_request(request).await?;
+        let response = self.sender.send_request(request).await.map_err(Failure::BeforeResponse)?;
         let status = response.status().as_u16();
         let stale = response.headers().get("x-data-stale").is_some_and(|v| v == "true");
-        response.into_body().collect().await?;
+        response.into_body().collect().await.map_err(|_| Failure::InBody)?;
         Ok(Answer { status, stale })
+    }
+}
+
+/// Why a request got no complete answer.
+#[derive(Debug)]
+enum Failure {
+    /// No response head arrived.
+    BeforeResponse(hyper::Error),
+    /// The head arrived, the body broke off: never retried.
+    InBody,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::BeforeResponse(e) => write!(f, "no response: {e}"),
+            Failure::InBody => f.write_str("the response body broke off"),
+        }
     }
 }
 
@@ -292,8 +310,8 @@ async fn get_once(port: u16, path: &str, limit: Duration) -> Result<(u16, String
 /// byte: hyper reports it as canceled (not sent) or as an incomplete message
 /// (EOF instead of a response head). HTTP clients retry exactly these once,
 /// for idempotent requests, on a new connection.
-fn retryable(err: &hyper::Error) -> bool {
-    err.is_canceled() || err.is_incomplete_message()
+fn retryable(failure: &Failure) -> bool {
+    matches!(failure, Failure::BeforeResponse(e) if e.is_canceled() || e.is_incomplete_message())
 }
 
 // ---------------------------------------------------------------------------
