@@ -150,13 +150,19 @@ impl BatchedStdout {
             BatchedStdout { shared: Arc::new((Mutex::new(Vec::with_capacity(Self::HIGH_WATER)), Condvar::new())) };
         let writer = this.clone();
         let spawned = std::thread::Builder::new().name("log-writer".into()).spawn(move || {
+            // Two buffers swapped back and forth keep their capacity, so a
+            // steady stream of lines allocates nothing.
+            let mut batch = Vec::with_capacity(Self::HIGH_WATER);
             loop {
                 let (lock, wake) = &*writer.shared;
                 let buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
                 let (mut buffer, _) = wake.wait_timeout(buffer, Self::INTERVAL).unwrap_or_else(PoisonError::into_inner);
-                let batch = std::mem::take(&mut *buffer);
+                std::mem::swap(&mut *buffer, &mut batch);
                 drop(buffer);
                 write_stdout(&batch);
+                batch.clear();
+                // A burst may have grown it far beyond the usual batch.
+                batch.shrink_to(Self::LIMIT);
             }
         });
         if let Err(err) = spawned {
@@ -180,27 +186,18 @@ fn write_stdout(batch: &[u8]) {
     }
 }
 
-/// One formatted line; appended to the shared buffer when dropped.
-pub struct Line {
-    bytes: Vec<u8>,
-    shared: Arc<(Mutex<Vec<u8>>, Condvar)>,
+/// The writer the fmt layer gets for one line. The layer hands over each
+/// line whole, in one `write`, so appending under the lock keeps lines
+/// intact without copying them into a buffer of their own first.
+pub struct Line<'a> {
+    shared: &'a (Mutex<Vec<u8>>, Condvar),
 }
 
-impl std::io::Write for Line {
+impl std::io::Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.bytes.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        let (lock, wake) = &*self.shared;
+        let (lock, wake) = self.shared;
         let mut buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        buffer.extend_from_slice(&self.bytes);
+        buffer.extend_from_slice(buf);
         if buffer.len() >= BatchedStdout::LIMIT {
             // The writer thread is behind: write it out here (backpressure).
             let batch = std::mem::take(&mut *buffer);
@@ -209,13 +206,17 @@ impl Drop for Line {
         } else if buffer.len() >= BatchedStdout::HIGH_WATER {
             wake.notify_one();
         }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStdout {
-    type Writer = Line;
-    fn make_writer(&'a self) -> Line {
-        Line { bytes: Vec::with_capacity(512), shared: Arc::clone(&self.shared) }
+    type Writer = Line<'a>;
+    fn make_writer(&'a self) -> Line<'a> {
+        Line { shared: &self.shared }
     }
 }
 
@@ -241,23 +242,52 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    /// Writes the line straight into a buffer, field by field: one line per
-    /// request is on the hot path, so no intermediate map is built. Keys are
-    /// written base fields, then span fields (outermost first), then the
-    /// event's own, so with JSON's last-one-wins an event field overrides a
-    /// span field of the same name.
+    /// Builds the line field by field in a per-thread buffer, then hands it
+    /// to the layer in one piece: one line per request is on the hot path,
+    /// so there is no intermediate map, no allocation, and strings that need
+    /// no escaping (nearly all) are copied as they are. Keys are written base fields, then span fields
+    /// (outermost first), then the event's own, so with JSON's
+    /// last-one-wins an event field overrides a span field of the same name.
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let meta = event.metadata();
-        let mut line = Vec::with_capacity(512);
-        line.extend_from_slice(b"{\"time\":\"");
-        line.extend_from_slice(now_rfc3339().as_bytes());
-        line.extend_from_slice(b"\",\"severity\":\"");
-        line.extend_from_slice(severity(*meta.level()).as_bytes());
-        line.extend_from_slice(b"\"");
-        push_field(&mut line, "target", meta.target());
+        thread_local! {
+            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
+        }
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                line.clear();
+                self.format_line(&mut line, ctx, event);
+                writer.write_str(&line)
+            }
+            // A field's Debug output logged something itself: not on the
+            // hot path, a fresh buffer will do.
+            Err(_) => {
+                let mut line = String::with_capacity(1024);
+                self.format_line(&mut line, ctx, event);
+                writer.write_str(&line)
+            }
+        })
+    }
+}
 
-        let mut ids = Ids::default();
+impl GcpJson {
+    fn format_line<S, N>(&self, line: &mut String, ctx: &FmtContext<'_, S, N>, event: &Event<'_>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        let meta = event.metadata();
+        line.push_str("{\"time\":\"");
+        push_now(line);
+        line.push_str("\",\"severity\":\"");
+        line.push_str(severity(*meta.level()));
+        line.push('"');
+        push_field(line, "target", Json::Str(meta.target()));
+
+        // Cloud Logging's trace fields go in as soon as an id is seen: from
+        // the spans first, then from the event's own fields, which win (a
+        // later key wins in JSON).
         if let Some(scope) = ctx.event_scope() {
+            let mut ids = Ids::default();
             for span in scope.from_root() {
                 let extensions = span.extensions();
                 let Some(formatted) = extensions.get::<FormattedFields<N>>() else { continue };
@@ -265,50 +295,134 @@ where
                 if inner.is_empty() {
                     continue;
                 }
-                line.push(b',');
-                line.extend_from_slice(inner.as_bytes());
+                line.push(',');
+                line.push_str(inner);
                 if let Ok(span_ids) = serde_json::from_str::<Ids>(formatted) {
                     ids.trace_id = span_ids.trace_id.or(ids.trace_id);
                     ids.span_id = span_ids.span_id.or(ids.span_id);
                 }
             }
+            if let Some(trace_id) = &ids.trace_id {
+                self.push_trace(line, trace_id);
+            }
+            if let Some(span_id) = &ids.span_id {
+                push_field(line, SPAN_ID_KEY, Json::Str(span_id));
+            }
         }
 
-        let mut visitor = StreamVisitor { line: &mut line, ids: &mut ids, has_message: false };
+        let mut visitor = StreamVisitor { json: self, line: &mut *line, has_message: false };
         event.record(&mut visitor);
         if !visitor.has_message {
-            push_field(&mut line, "message", "");
+            push_field(line, "message", Json::Str(""));
         }
-        if let Some(trace_id) = &ids.trace_id {
-            let trace = match &self.project {
-                Some(project) => format!("projects/{project}/traces/{trace_id}"),
-                None => trace_id.clone(),
-            };
-            push_field(&mut line, "logging.googleapis.com/trace", &trace);
+        line.push_str("}\n");
+    }
+
+    /// `logging.googleapis.com/trace`, in the `projects/P/traces/T` form
+    /// when the project is known.
+    fn push_trace(&self, line: &mut String, trace_id: &str) {
+        match &self.project {
+            Some(project) => push_field(line, TRACE_KEY, Json::Str(&format!("projects/{project}/traces/{trace_id}"))),
+            None => push_field(line, TRACE_KEY, Json::Str(trace_id)),
         }
-        if let Some(span_id) = &ids.span_id {
-            push_field(&mut line, "logging.googleapis.com/spanId", span_id);
-        }
-        line.push(b'}');
-        let text = std::str::from_utf8(&line).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
     }
 }
 
-/// The ids Cloud Logging links to traces, wherever they were recorded.
+const TRACE_KEY: &str = "logging.googleapis.com/trace";
+const SPAN_ID_KEY: &str = "logging.googleapis.com/spanId";
+
+/// The ids Cloud Logging links to traces, as recorded on spans.
 #[derive(Default, serde::Deserialize)]
 struct Ids {
     trace_id: Option<String>,
     span_id: Option<String>,
 }
 
-/// Appends `,"key":value` with JSON escaping.
-fn push_field(line: &mut Vec<u8>, key: &str, value: impl serde::Serialize) {
-    line.push(b',');
-    // Serialising a &str or a number into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *line, key);
-    line.push(b':');
-    let _ = serde_json::to_writer(&mut *line, &value);
+/// A JSON value of a log field.
+enum Json<'a> {
+    Str(&'a str),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+/// Appends `,"key":value`.
+fn push_field(line: &mut String, key: &str, value: Json<'_>) {
+    use std::fmt::Write;
+    line.push(',');
+    push_str(line, key);
+    line.push(':');
+    // Writing into a String cannot fail.
+    match value {
+        Json::Str(s) => push_str(line, s),
+        Json::U64(n) => drop(write!(line, "{n}")),
+        Json::I64(n) => drop(write!(line, "{n}")),
+        // Display gives the shortest representation that reads back the
+        // same; JSON has no NaN or infinity.
+        Json::F64(x) if x.is_finite() => drop(write!(line, "{x}")),
+        Json::F64(_) => line.push_str("null"),
+        Json::Bool(b) => line.push_str(if b { "true" } else { "false" }),
+    }
+}
+
+/// A JSON string.
+fn push_str(line: &mut String, s: &str) {
+    line.push('"');
+    escape_into(line, s);
+    line.push('"');
+}
+
+/// Appends `s` escaped for the inside of a JSON string. Most log values
+/// (ids, paths, names) hold nothing to escape and are copied as they are.
+fn escape_into(line: &mut String, s: &str) {
+    use std::fmt::Write;
+    if !needs_escape(s.as_bytes()) {
+        line.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '"' => line.push_str("\\\""),
+            '\\' => line.push_str("\\\\"),
+            '\n' => line.push_str("\\n"),
+            '\r' => line.push_str("\\r"),
+            '\t' => line.push_str("\\t"),
+            // Writing into a String cannot fail.
+            c if u32::from(c) < 0x20 => drop(write!(line, "\\u{:04x}", u32::from(c))),
+            c => line.push(c),
+        }
+    }
+}
+
+/// Streams `Debug` output into a JSON string without an intermediate
+/// `String` (every log message arrives this way).
+struct Escaper<'a>(&'a mut String);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Whether `bytes` hold a control character, `"` or `\\`: the bytes JSON
+/// must escape. Eight bytes at a time (the classic "has a byte less than
+/// n / equal to c" word tricks, exact for the any-byte question), since
+/// every string of every log line passes through here.
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0;
+    for chunk in &mut chunks {
+        let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
+        found |= x.wrapping_sub(ONES * 0x20) & !x & HIGH // a byte < 0x20
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')));
+    }
+    found != 0 || chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 fn severity(level: Level) -> &'static str {
@@ -320,25 +434,61 @@ fn severity(level: Level) -> &'static str {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+/// Writes the current UTC time as RFC 3339 with microseconds. The
+/// date-and-seconds part is formatted once per second per thread; at
+/// tens of thousands of lines a second, formatting a full date per line
+/// was a visible share of a cached request.
+fn push_now(line: &mut String) {
+    use std::fmt::Write;
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != now.as_secs() {
+            *second = now.as_secs();
+            *prefix = rfc3339_second(now.as_secs());
+        }
+        line.push_str(prefix);
+    });
+    // Writing into a String cannot fail.
+    let _ = write!(line, ".{:06}Z", now.subsec_micros());
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` for a Unix second.
+fn rfc3339_second(unix: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp(unix.try_into().unwrap_or(0))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 struct StreamVisitor<'a> {
-    line: &'a mut Vec<u8>,
-    ids: &'a mut Ids,
+    json: &'a GcpJson,
+    line: &'a mut String,
     has_message: bool,
 }
 
 impl StreamVisitor<'_> {
+    fn field(&mut self, field: &Field, value: Json<'_>) {
+        push_field(self.line, field.name(), value);
+    }
+
     fn string(&mut self, field: &Field, value: &str) {
+        self.field(field, Json::Str(value));
         match field.name() {
-            "trace_id" => self.ids.trace_id = Some(value.to_owned()),
-            "span_id" => self.ids.span_id = Some(value.to_owned()),
+            "trace_id" => self.json.push_trace(self.line, value),
+            "span_id" => push_field(self.line, SPAN_ID_KEY, Json::Str(value)),
             "message" => self.has_message = true,
             _ => {}
         }
-        push_field(self.line, field.name(), value);
     }
 }
 
@@ -347,22 +497,34 @@ impl Visit for StreamVisitor<'_> {
         self.string(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        push_field(self.line, field.name(), value);
+        self.field(field, Json::U64(value));
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        push_field(self.line, field.name(), value);
+        self.field(field, Json::I64(value));
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        push_field(self.line, field.name(), value);
+        self.field(field, Json::F64(value));
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        push_field(self.line, field.name(), value);
+        self.field(field, Json::Bool(value));
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.string(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.string(field, &format!("{value:?}"));
+        use std::fmt::Write;
+        match field.name() {
+            "trace_id" | "span_id" => self.string(field, &format!("{value:?}")),
+            name => {
+                self.has_message |= name == "message";
+                self.line.push(',');
+                push_str(self.line, name);
+                self.line.push_str(":\"");
+                // Writing into a String cannot fail.
+                let _ = write!(Escaper(self.line), "{value:?}");
+                self.line.push('"');
+            }
+        }
     }
 }
 
@@ -427,12 +589,14 @@ fn parse_traceparent(header: &str) -> Option<(String, String, bool)> {
 
 /// `N` random bytes as lowercase hex.
 pub fn random_hex<const N: usize>() -> String {
-    use std::fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let bytes: [u8; N] = rand::random();
-    bytes.iter().fold(String::with_capacity(2 * N), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    let mut hex = String::with_capacity(2 * N);
+    for b in bytes {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    hex
 }
 
 #[cfg(test)]
@@ -470,6 +634,67 @@ mod tests {
             assert_eq!(ctx.trace_id.len(), 32);
             assert_ne!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        assert_eq!(rfc3339_second(0), "1970-01-01T00:00:00");
+        assert_eq!(rfc3339_second(1_795_000_000), "2026-11-18T11:06:40");
+        let mut text = String::new();
+        push_now(&mut text);
+        let parsed =
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339).expect("RFC 3339");
+        let skew = (time::OffsetDateTime::now_utc() - parsed).abs();
+        assert!(skew < time::Duration::seconds(2), "{text} is now");
+        assert_eq!(text.len(), "2026-11-18T07:06:40.123456Z".len());
+    }
+
+    #[test]
+    fn fields_are_valid_json_whatever_they_hold() {
+        let mut line = String::from("{\"a\":0");
+        push_field(&mut line, "plain", Json::Str("/api/v1/counts"));
+        push_field(&mut line, "tricky", Json::Str("say \"hi\"\\\n\r\t\u{1}\u{1f}é\u{2028}"));
+        push_field(&mut line, "key \"quoted\"", Json::Bool(true));
+        push_field(&mut line, "nan", Json::F64(f64::NAN));
+        push_field(&mut line, "ms", Json::F64(0.25));
+        push_field(&mut line, "neg", Json::I64(-3));
+        line.push('}');
+        let value: serde_json::Value = serde_json::from_str(&line).expect(&line);
+        assert_eq!(value["plain"], "/api/v1/counts");
+        assert_eq!(value["tricky"], "say \"hi\"\\\n\r\t\u{1}\u{1f}é\u{2028}");
+        assert_eq!(value["key \"quoted\""], true);
+        assert!(value["nan"].is_null());
+        assert_eq!(value["ms"], 0.25);
+        assert_eq!(value["neg"], -3);
+    }
+
+    #[test]
+    fn the_escape_check_agrees_with_the_obvious_one() {
+        let obvious = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"plain ascii text, long enough for chunks".to_vec()];
+        // Every byte value at every position of a 19-byte string (two
+        // chunks and a remainder), in a background of harmless bytes that
+        // sit right next to the special ones.
+        for background in [b'a', b' ', b'!', b'#', b'[', b']', 0x7f, 0x80, 0xff] {
+            for position in 0..19 {
+                for byte in 0..=255u8 {
+                    let mut case = vec![background; 19];
+                    case[position] = byte;
+                    cases.push(case);
+                }
+            }
+        }
+        for case in &cases {
+            assert_eq!(needs_escape(case), obvious(case), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn random_ids_are_lowercase_hex() {
+        let id = random_hex::<8>();
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+        assert_ne!(id, random_hex::<8>());
     }
 
     #[test]
@@ -534,7 +759,11 @@ mod tests {
         assert_eq!(line["request_id"], "r1");
         assert_eq!(line["logging.googleapis.com/trace"], "projects/my-project/traces/abc");
         assert_eq!(line["logging.googleapis.com/spanId"], "def");
-        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        let time = line["time"].as_str().expect("time is a string");
+        assert!(
+            time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{time} is RFC 3339"
+        );
 
         let outside: Value = serde_json::from_str(lines[1]).expect("valid JSON");
         assert_eq!(outside["logging.googleapis.com/trace"], "t2", "no project: the bare trace id");
