@@ -20,6 +20,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::WordMatch;
 use crate::error::{Error, Result};
@@ -179,8 +180,11 @@ impl Cache {
         let (tx, rx) = watch::channel(None);
         let cache = Arc::clone(self);
         let word = word.to_owned();
+        // The refresh logs under the ids of the request that caused it, so
+        // "data refreshed" or "BigQuery call failed" leads to that request.
+        let span = tracing::info_span!("refresh", trace_id = trace.trace_id.as_str(), span_id = trace.span_id.as_str());
         let trace = trace.clone();
-        tokio::spawn(async move {
+        let refresh = async move {
             let started = Instant::now();
             let result = cache.source.counts(&word, cache.word_match, &trace).await;
             let elapsed = started.elapsed();
@@ -235,7 +239,8 @@ impl Cache {
             drop(slots);
             // Waiters may all have gone; nobody listening is fine.
             let _ = tx.send(Some(outcome));
-        });
+        };
+        tokio::spawn(refresh.instrument(span));
         rx
     }
 }

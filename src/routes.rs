@@ -12,19 +12,22 @@
 //!
 //! `HEAD` works wherever `GET` does; another method on a known path is 405
 //! with `Allow`; anything else is 404. Every response carries the security
-//! headers and an `X-Request-Id`; every request is logged once and counted.
+//! headers (all responses are built by `respond`) and an `X-Request-Id`;
+//! every request is logged once and counted.
 //! Request bodies are never read.
 
-use std::sync::Arc;
+use std::cell::RefCell;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use askama::Template;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 use tokio::time::Instant;
+#[cfg(feature = "otel")]
 use tracing::Instrument;
 
 use crate::cache::{Cache, Readiness, Served};
@@ -41,6 +44,11 @@ pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 const CSP: &str = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub type Body = Full<Bytes>;
+
+// Header names as constants: inserting by `&str` would parse and allocate
+// the name on every response.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_DATA_STALE: HeaderName = HeaderName::from_static("x-data-stale");
 
 /// Everything a request handler needs, built once at start-up.
 pub struct State {
@@ -105,38 +113,40 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
     let started = Instant::now();
     let route = Route::resolve(listener, req.uri().path());
     let trace = TraceContext::from_traceparent(header_str(req.headers(), "traceparent"));
-    let request_id = header_str(req.headers(), "x-request-id")
-        .filter(|id| is_safe_request_id(id))
-        .map_or_else(|| trace.span_id.clone(), str::to_owned);
+    let client_id = header_str(req.headers(), "x-request-id").filter(|id| is_safe_request_id(id));
+    let request_id = client_id.unwrap_or(&trace.span_id);
     let method = method_label(req.method());
-    let span =
-        tracing::info_span!("request", request_id = %request_id, trace_id = %trace.trace_id, span_id = %trace.span_id);
-    #[cfg(feature = "otel")]
-    crate::telemetry::otel::continue_trace(&span, &trace);
 
-    let mut response = match tokio::time::timeout(
-        state.request_timeout,
-        dispatch(route, &req, &state, &trace, &request_id).instrument(span.clone()),
-    )
-    .await
-    {
+    let work = dispatch(route, &req, &state, &trace, request_id);
+    // A span per request exists only to be exported: building one costs
+    // more than the rest of a cached answer, and nothing inside a cached
+    // answer logs (a refresh logs under its own span, see cache.rs).
+    #[cfg(feature = "otel")]
+    let work = {
+        let span = tracing::info_span!(
+            "request",
+            request_id,
+            trace_id = trace.trace_id.as_str(),
+            span_id = trace.span_id.as_str()
+        );
+        crate::telemetry::otel::continue_trace(&span, &trace);
+        work.instrument(span)
+    };
+    let mut response = match tokio::time::timeout(state.request_timeout, work).await {
         Ok(response) => response,
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n", "no-store"),
     };
-    security_headers(response.headers_mut());
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", value);
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
     }
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe_request(route.label(), method, status, elapsed);
-    // Logged outside the request span, with its ids as plain fields: same
-    // line, without re-reading the span's fields for every request.
     tracing::info!(
-        request_id = %request_id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
+        request_id,
+        trace_id = trace.trace_id.as_str(),
+        span_id = trace.span_id.as_str(),
         method,
         path = req.uri().path(),
         route = route.label(),
@@ -165,8 +175,8 @@ async fn dispatch<B>(
     match route {
         Route::Hello => text(StatusCode::OK, HELLO, "public, max-age=3600"),
         Route::Index | Route::Counts => match state.cache.get(&state.word, trace).await {
-            Ok(served) if route == Route::Index => index_page(state, &served),
-            Ok(served) => counts_json(state, &served),
+            Ok(served) if route == Route::Index => index_page(state, &served, request_id),
+            Ok(served) => counts_json(state, &served, request_id),
             Err(err) => unavailable(route, state, &err, request_id),
         },
         Route::Healthz => text(StatusCode::OK, "ok\n", "no-store"),
@@ -235,10 +245,10 @@ fn memoised(
     Ok(memo.get_or_init(|| body).clone())
 }
 
-fn index_page(state: &State, served: &Served) -> Response<Body> {
+fn index_page(state: &State, served: &Served, request_id: &str) -> Response<Body> {
     match memoised(served, &served.snapshot.rendered_html, || render_index(state, served)) {
         Ok(html) => with_freshness(respond(StatusCode::OK, html, "text/html; charset=utf-8", ""), served),
-        Err(err) => internal_error(&err),
+        Err(err) => internal_error(&err, request_id),
     }
 }
 
@@ -259,10 +269,10 @@ fn render_index(state: &State, served: &Served) -> Result<Bytes, String> {
     page.render().map(Bytes::from).map_err(|e| e.to_string())
 }
 
-fn counts_json(state: &State, served: &Served) -> Response<Body> {
+fn counts_json(state: &State, served: &Served, request_id: &str) -> Response<Body> {
     match memoised(served, &served.snapshot.rendered_json, || render_counts(state, served)) {
         Ok(json) => with_freshness(respond(StatusCode::OK, json, "application/json", ""), served),
-        Err(err) => internal_error(&err),
+        Err(err) => internal_error(&err, request_id),
     }
 }
 
@@ -291,15 +301,15 @@ fn unavailable(route: Route, state: &State, err: &Error, request_id: &str) -> Re
     } else {
         match (UnavailablePage { word: &state.word, request_id }).render() {
             Ok(html) => respond(status, html, "text/html; charset=utf-8", "no-store"),
-            Err(render_err) => return internal_error(&render_err),
+            Err(render_err) => return internal_error(&render_err, request_id),
         }
     };
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     response
 }
 
-fn internal_error(err: &dyn std::fmt::Display) -> Response<Body> {
-    tracing::error!(error = %err, "rendering failed");
+fn internal_error(err: &dyn std::fmt::Display, request_id: &str) -> Response<Body> {
+    tracing::error!(request_id, error = %err, "rendering failed");
     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", "no-store")
 }
 
@@ -307,23 +317,46 @@ fn internal_error(err: &dyn std::fmt::Display) -> Response<Body> {
 /// stale one must not be kept at all. `X-Data-Stale` says which it is, and
 /// `Age` how old the data is (seconds since the source answered).
 fn with_freshness(mut response: Response<Body>, served: &Served) -> Response<Body> {
+    thread_local! {
+        static MAX_AGE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static("public, max-age=0"))) };
+        static AGE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static("0"))) };
+    }
     let cache_control = if served.stale {
         HeaderValue::from_static("no-store")
     } else {
-        HeaderValue::from_str(&format!("public, max-age={}", served.fresh_for.as_secs()))
-            .unwrap_or(HeaderValue::from_static("no-cache"))
+        per_second(&MAX_AGE, served.fresh_for.as_secs(), |s| format!("public, max-age={s}"))
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, cache_control);
-    headers.insert(header::AGE, HeaderValue::from(served.age().as_secs()));
-    headers.insert("x-data-stale", HeaderValue::from_static(if served.stale { "true" } else { "false" }));
+    headers.insert(header::AGE, per_second(&AGE, served.age().as_secs(), |s| s.to_string()));
+    headers.insert(X_DATA_STALE, HeaderValue::from_static(if served.stale { "true" } else { "false" }));
     response
+}
+
+/// A header value that changes once a second at most (`Age`, `max-age`):
+/// each thread keeps the last one it built, so a busy second builds it
+/// once instead of once per response.
+fn per_second(
+    slot: &'static std::thread::LocalKey<RefCell<(u64, HeaderValue)>>,
+    seconds: u64,
+    render: impl FnOnce(u64) -> String,
+) -> HeaderValue {
+    slot.with_borrow_mut(|(cached, value)| {
+        if *cached != seconds {
+            // Digits and ASCII text only: always a valid header value.
+            *value = HeaderValue::try_from(render(seconds)).unwrap_or(HeaderValue::from_static("0"));
+            *cached = seconds;
+        }
+        value.clone()
+    })
 }
 
 fn text(status: StatusCode, body: &str, cache_control: &'static str) -> Response<Body> {
     respond(status, body.to_owned(), "text/plain; charset=utf-8", cache_control)
 }
 
+/// Every response is built here, so every response carries the security
+/// headers.
 fn respond(
     status: StatusCode,
     body: impl Into<Bytes>,
@@ -332,6 +365,7 @@ fn respond(
 ) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
+    *response.headers_mut() = SECURITY_HEADERS.clone();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if !cache_control.is_empty() {
@@ -340,13 +374,17 @@ fn respond(
     response
 }
 
-fn security_headers(headers: &mut HeaderMap) {
+/// The headers every response starts from (see [`respond`]), built once:
+/// cloning a ready map is cheaper than hashing five names per request.
+static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
+    let mut headers = HeaderMap::with_capacity(16);
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
-}
+    headers
+});
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -354,7 +392,7 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 
 /// Client-supplied request ids are echoed and logged, so only short ids of
 /// plain characters are accepted; anything else is replaced by our own.
-fn is_safe_request_id(id: &str) -> bool {
+pub(crate) fn is_safe_request_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
