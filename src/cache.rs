@@ -4,7 +4,8 @@
 //! - Concurrent lookups that need the source share one query (single
 //!   flight): the query runs in its own task and every waiter gets its
 //!   outcome, so a burst of cold requests costs one BigQuery job.
-//! - When a refresh fails, or takes longer than `STALE_WAIT`, the last good
+//! - When a refresh fails, or takes longer than `STALE_WAIT` (counted from
+//!   the start of the refresh, not per request), the last good
 //!   result is served marked stale instead of an error; after a failure the
 //!   source is left alone for `RETRY_AFTER_FAILURE` so an outage upstream
 //!   does not become a query per request.
@@ -75,7 +76,8 @@ type Outcome = Option<std::result::Result<Arc<Snapshot>, Error>>;
 #[derive(Default)]
 struct Slot {
     good: Option<Arc<Snapshot>>,
-    refresh: Option<watch::Receiver<Outcome>>,
+    /// The refresh under way, and when it started.
+    refresh: Option<(watch::Receiver<Outcome>, Instant)>,
     /// No refresh before this instant, after a failure.
     retry_at: Option<Instant>,
     last_error: Option<Error>,
@@ -109,7 +111,7 @@ impl Cache {
     /// Errors only when there is no good data to fall back on.
     pub async fn get(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Result<Served> {
         let now = Instant::now();
-        let (mut refresh, fallback) = {
+        let (mut refresh, refresh_started, fallback) = {
             let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             // The hot path: a fresh hit, without allocating a key.
             if let Some(good) = slots.get(word).and_then(|slot| slot.good.as_ref())
@@ -131,22 +133,28 @@ impl Cache {
                 }
                 _ => {}
             }
-            let refresh = match &slot.refresh {
-                Some(rx) => rx.clone(),
+            let (refresh, started) = match &slot.refresh {
+                Some((rx, started)) => (rx.clone(), *started),
                 None => {
                     let rx = self.spawn_refresh(word, trace);
-                    slot.refresh = Some(rx.clone());
-                    rx
+                    slot.refresh = Some((rx.clone(), now));
+                    (rx, now)
                 }
             };
-            (refresh, slot.good.clone())
+            (refresh, started, slot.good.clone())
         };
 
         let outcome = match &fallback {
             // Someone is waiting for data that does not exist yet: wait as
             // long as the source itself may take.
             None => wait(&mut refresh).await,
-            Some(_) => tokio::time::timeout(STALE_WAIT, wait(&mut refresh)).await.ok().flatten(),
+            // Stale data is at hand: wait at most STALE_WAIT from the start
+            // of the refresh, so requests arriving while a slow refresh
+            // runs do not each wait the whole STALE_WAIT again.
+            Some(_) => {
+                let left = STALE_WAIT.saturating_sub(now - refresh_started);
+                tokio::time::timeout(left, wait(&mut refresh)).await.ok().flatten()
+            }
         };
         match (outcome, fallback) {
             (Some(Ok(snapshot)), _) => {
@@ -461,6 +469,35 @@ mod tests {
         let served = cache.get("the", &ctx).await.unwrap();
         assert!(served.stale);
         assert!(started.elapsed() <= STALE_WAIT + Duration::from_millis(1));
+
+        // Later arrivals wait only for what is left of the STALE_WAIT
+        // counted from the start of the refresh, then not at all.
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let later = Instant::now();
+        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert_eq!(later.elapsed(), Duration::ZERO);
+        assert_eq!(source.calls(), 2, "still the one refresh");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_during_a_slow_refresh_share_one_stale_wait() {
+        let source = Scripted::new(Duration::from_secs(30), vec![Ok(5)]);
+        let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
+        let ctx = TraceContext::default();
+        cache.get("the", &ctx).await.unwrap();
+        tokio::time::advance(Duration::from_secs(61)).await;
+
+        let first = tokio::spawn({
+            let cache = Arc::clone(&cache);
+            async move { cache.get("the", &TraceContext::default()).await }
+        });
+        // Let the first request start the refresh before the clock moves.
+        tokio::task::yield_now().await;
+        tokio::time::advance(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert_eq!(started.elapsed(), STALE_WAIT - Duration::from_millis(300));
+        assert!(first.await.unwrap().unwrap().stale);
     }
 
     #[tokio::test(start_paused = true)]
