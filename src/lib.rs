@@ -29,7 +29,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use error::{Error, Result};
 
@@ -79,7 +81,7 @@ pub async fn build(config: &Config) -> Result<App> {
     };
     let limits = Limits {
         header_read_timeout: config.header_read_timeout,
-        max_connections: config.max_connections,
+        max_connections: connection_cap(config.max_connections, open_file_limit()),
         drain_timeout: config.drain_timeout,
     };
     Ok(App { state: Arc::new(state), limits })
@@ -88,8 +90,8 @@ pub async fn build(config: &Config) -> Result<App> {
 impl App {
     /// Binds the public and admin listeners from `config`.
     pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, TcpListener)> {
-        let public = TcpListener::bind((config.bind_address, config.port)).await?;
-        let admin = TcpListener::bind((config.bind_address, config.admin_port)).await?;
+        let public = listen(SocketAddr::new(config.bind_address, config.port))?;
+        let admin = listen(SocketAddr::new(config.bind_address, config.admin_port))?;
         Ok((public, admin))
     }
 
@@ -103,6 +105,56 @@ impl App {
     }
 }
 
+/// Pending connections the kernel may queue per listener (it caps this at
+/// `net.core.somaxconn`). The default of `TcpListener::bind`, 128, is
+/// too few for a burst of new connections: the overflow is dropped and
+/// each of those clients waits a second for its SYN to be retried.
+const LISTEN_BACKLOG: u32 = 1024;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // A restarted instance can bind again while old connections sit in
+    // TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// File descriptors kept back from the public listener's connection cap:
+/// the admin listener's 64 connections, the listeners, the data source's
+/// connections and the process's own files.
+const RESERVED_FDS: usize = 128;
+
+/// `MAX_CONNECTIONS`, lowered to what the open-file limit allows. Each
+/// connection is a file descriptor; past the limit `accept` fails, and the
+/// clients beyond it wait in the backlog instead of getting the clean 503
+/// the cap gives.
+fn connection_cap(configured: usize, open_files: Option<usize>) -> usize {
+    let Some(limit) = open_files else { return configured };
+    let usable = limit.saturating_sub(RESERVED_FDS).max(1);
+    if configured > usable {
+        tracing::warn!(
+            max_connections = configured as u64,
+            open_file_limit = limit as u64,
+            effective = usable as u64,
+            "MAX_CONNECTIONS is above what the open-file limit (ulimit -n) allows; capping connections"
+        );
+        return usable;
+    }
+    configured
+}
+
+/// The soft `RLIMIT_NOFILE` of this process, from /proc (no libc call
+/// needed); `None` when unlimited or unknown.
+fn open_file_limit() -> Option<usize> {
+    parse_open_file_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
+}
+
 async fn warm_up(state: Arc<State>) {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -114,5 +166,31 @@ async fn warm_up(state: Arc<State>) {
                 backoff = (backoff * 2).min(WARMUP_MAX_BACKOFF);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max open files            4096                 524288               files     
+Max locked memory         8388608              8388608              bytes     
+";
+
+    #[test]
+    fn the_open_file_limit_is_the_soft_limit() {
+        assert_eq!(parse_open_file_limit(LIMITS), Some(4096));
+        assert_eq!(parse_open_file_limit(&LIMITS.replace("4096 ", "unlimited")), None);
+        assert_eq!(parse_open_file_limit("garbage"), None);
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_open_file_limit() {
+        assert_eq!(connection_cap(10_000, Some(4096)), 4096 - RESERVED_FDS);
+        assert_eq!(connection_cap(10_000, Some(1_048_576)), 10_000);
+        assert_eq!(connection_cap(10_000, None), 10_000);
+        assert_eq!(connection_cap(500, Some(100)), 1, "never zero");
     }
 }
