@@ -329,6 +329,12 @@ def deployment(cfg: dict, inst: dict) -> dict:
             {"name": "PORT", "value": str(HTTP_PORT)},
             {"name": "ADMIN_PORT", "value": str(ADMIN_PORT)},
             {"name": "LOG_FORMAT", "value": "json"},
+            # An idle keep-alive connection holds ~13 KiB (hyper's read and
+            # write buffers; docs/reliability.md), so the default cap of
+            # 10,000 would pass the 128Mi limit before it refuses anyone:
+            # 4096 is ~52 MiB on top of ~10 MiB at rest. Behind the Ingress
+            # the controller pools upstream connections, far fewer.
+            {"name": "MAX_CONNECTIONS", "value": "4096"},
         ],
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
