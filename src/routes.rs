@@ -182,7 +182,7 @@ async fn dispatch<B>(
         Route::Healthz => text(StatusCode::OK, "ok\n", "no-store"),
         Route::Readyz => match state.readiness.check() {
             Ok(()) => text(StatusCode::OK, "ready\n", "no-store"),
-            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {reason}\n"), "no-store"),
+            Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"), "no-store"),
         },
         Route::Metrics => {
             let body = state.metrics.encode(state.cache.data_age(&state.word));
@@ -351,8 +351,9 @@ fn per_second(
     })
 }
 
-fn text(status: StatusCode, body: &str, cache_control: &'static str) -> Response<Body> {
-    respond(status, body.to_owned(), "text/plain; charset=utf-8", cache_control)
+/// A plain-text response; static bodies are sent without a copy.
+fn text(status: StatusCode, body: impl Into<Bytes>, cache_control: &'static str) -> Response<Body> {
+    respond(status, body, "text/plain; charset=utf-8", cache_control)
 }
 
 /// Every response is built here, so every response carries the security
