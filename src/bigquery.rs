@@ -387,7 +387,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// What a gcp-bigquery-client error means for us.
-fn classify(err: &BQError) -> Error {
+pub(crate) fn classify(err: &BQError) -> Error {
     match err {
         BQError::ResponseError { error } => {
             let e = &error.error;
@@ -448,7 +448,7 @@ fn job_error(errors: &[gcp_bigquery_client::model::error_proto::ErrorProto]) -> 
 }
 
 /// Rows as `{"f":[{"v":corpus},{"v":total}]}`, columns found by name.
-fn decode_rows(schema: Option<&TableSchema>, rows: &[TableRow]) -> Result<Vec<Row>> {
+pub(crate) fn decode_rows(schema: Option<&TableSchema>, rows: &[TableRow]) -> Result<Vec<Row>> {
     let fields = schema.and_then(|s| s.fields.as_ref()).ok_or_else(|| Error::Malformed("no schema".into()))?;
     let column = |name: &str| {
         fields.iter().position(|f| f.name == name).ok_or_else(|| Error::Malformed(format!("no column {name}")))

@@ -418,8 +418,18 @@ fn parse_number(raw: Option<String>, var: &'static str, default: u64) -> Result<
     }
 }
 
+/// Longest duration setting accepted (a year): far beyond any sensible TTL
+/// or timeout, and far from where `Instant + Duration` overflows, which
+/// panics (the config fuzz target found `CACHE_TTL=18446744073709551615`
+/// accepted, and the first cache hit then crashed the process).
+pub const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+
 fn parse_seconds(raw: Option<String>, var: &'static str, default: u64) -> Result<Duration> {
-    parse_number(raw, var, default).map(Duration::from_secs)
+    let seconds = parse_number(raw, var, default)?;
+    if seconds > MAX_SECONDS {
+        return Err(Error::config(var, format!("{seconds} is more than {MAX_SECONDS} seconds (a year)")));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn positive(d: Duration, var: &'static str) -> Result<Duration> {

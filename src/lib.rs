@@ -19,6 +19,8 @@ pub mod bigquery;
 pub mod cache;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod metrics;
 pub mod routes;
 pub mod server;

@@ -10,19 +10,22 @@
 //!   in-flight requests finish within `DRAIN_TIMEOUT` and warns if the drain
 //!   runs out.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
+use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::routes::{self, Listener, State};
+use crate::routes::{self, Body, Listener, State};
 
 /// hyper's read buffer, which bounds the request line plus headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -46,11 +49,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
+    let http = http1_builder(&limits);
 
     // Each listener has its own cap, so a flood on the public port cannot
     // lock out the kubelet's probes on the admin port.
@@ -82,17 +81,8 @@ pub async fn run(
         let _ = stream.set_nodelay(true);
 
         let metrics = Arc::clone(&state.metrics);
-        let state = Arc::clone(&state);
-        let service = service_fn(move |req| {
-            let state = Arc::clone(&state);
-            // Boxed: hyper keeps a slot of the service future's size for
-            // every connection for its whole life, busy or idle. The
-            // handler's future is ~1.5 KiB; boxed, the slot is 16 bytes and
-            // the 1.5 KiB exist only while a request runs (10k idle
-            // connections: 142 -> 124 MiB RSS, docs/reliability.md).
-            Box::pin(async move { Ok::<_, std::convert::Infallible>(routes::handle(req, state, listener).await) })
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), connection_service(Arc::clone(&state), listener)));
         tokio::spawn(async move {
             metrics.connection_opened();
             if let Err(err) = connection.await {
@@ -115,6 +105,39 @@ pub async fn run(
             tracing::warn!(drain_timeout_s = limits.drain_timeout.as_secs(), "drain timed out, closing remaining connections");
         }
     }
+}
+
+/// The HTTP/1 settings every connection is served with. Public so that the
+/// `http_request` fuzz target drives exactly these, not a copy.
+pub fn http1_builder(limits: &Limits) -> http1::Builder {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        // hyper's default drops a request's answer when the client shuts
+        // down its sending side right after the request (`nc -N`, HTTP/1.0
+        // style clients): the fuzzer found requests answered with nothing.
+        // With half-close the answer is written, then the connection ends.
+        .half_close(true)
+        .keep_alive(true);
+    http
+}
+
+/// The per-connection service: every request on a `listener` connection
+/// goes to [`routes::handle`].
+pub fn connection_service(
+    state: Arc<State>,
+    listener: Listener,
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone {
+    service_fn(move |req| {
+        let state = Arc::clone(&state);
+        // Boxed: hyper keeps a slot of the service future's size for every
+        // connection for its whole life, busy or idle. The handler's future
+        // is ~1.5 KiB; boxed, the slot is 16 bytes and the 1.5 KiB exist only
+        // while a request runs (10k idle connections: 142 -> 124 MiB RSS,
+        // docs/reliability.md).
+        Box::pin(async move { Ok::<_, Infallible>(routes::handle(req, state, listener).await) })
+    })
 }
 
 /// Answers a connection over the cap with a short 503 and closes it.

@@ -1,0 +1,92 @@
+//! `Config::load` over an arbitrary environment. The input is read as
+//! `NAME=value` lines (the seeds are real env maps; fuzz/dict/config.dict
+//! holds the variable names). Configuration is the operator's input, but a
+//! typo must end in exit 64 with the variable named, never in a panic at
+//! start-up or, worse, at the first request.
+#![no_main]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use libfuzzer_sys::fuzz_target;
+use wordcount::Error;
+use wordcount::config::{Config, Env, MAX_WORD_CHARS, ServeArgs, SourceConfig};
+
+/// Every variable `Config::load` reads, i.e. every name an error may give.
+const VARIABLES: &[&str] = &[
+    "WORD",
+    "WORD_MATCH",
+    "PORT",
+    "ADMIN_PORT",
+    "BIND_ADDRESS",
+    "SOURCE",
+    "DATA_FILE",
+    "CACHE_TTL",
+    "LOG_FORMAT",
+    "DRAIN_TIMEOUT",
+    "HEADER_READ_TIMEOUT",
+    "REQUEST_TIMEOUT",
+    "MAX_CONNECTIONS",
+    "BIGQUERY_PROJECT",
+    "BIGQUERY_TABLE",
+    "BIGQUERY_MAX_BYTES_BILLED",
+    "BIGQUERY_TIMEOUT",
+    "BIGQUERY_LOCATION",
+    "BIGQUERY_ENDPOINT",
+    "BIGQUERY_AUTH",
+];
+
+struct Vars(HashMap<String, String>);
+
+impl Env for Vars {
+    fn var(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+/// The service adds these durations to `Instant::now()` (cache expiry,
+/// drain and request deadlines); an overflow there is a panic.
+fn usable(d: Duration) -> bool {
+    Instant::now().checked_add(d).is_some_and(|t| t.checked_add(d).is_some())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let vars =
+        Vars(text.lines().filter_map(|line| line.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+
+    match Config::load(&ServeArgs::default(), &vars) {
+        Ok(config) => {
+            assert!(!config.word.trim().is_empty() && config.word.chars().count() <= MAX_WORD_CHARS);
+            assert!(!config.word.chars().any(char::is_control), "{:?}", config.word);
+            assert!(config.port != config.admin_port || config.port == 0);
+            assert!(config.max_connections >= 1);
+            for d in [config.cache_ttl, config.drain_timeout, config.header_read_timeout, config.request_timeout] {
+                assert!(usable(d), "accepted a duration the server cannot use: {d:?}");
+            }
+            assert!(!config.header_read_timeout.is_zero() && !config.request_timeout.is_zero());
+            if let SourceConfig::BigQuery(bq) = &config.source {
+                // The table name is put between backticks in the SQL.
+                assert_eq!(bq.table.split('.').count(), 3, "{:?}", bq.table);
+                assert!(
+                    bq.table.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')),
+                    "table {:?} needs escaping",
+                    bq.table
+                );
+                assert!(usable(bq.timeout) && !bq.timeout.is_zero());
+                assert!(bq.max_bytes_billed >= 1);
+            }
+        }
+        Err(Error::Config { var, problem }) => {
+            assert!(VARIABLES.contains(&var), "error names {var:?}: {problem}");
+            // The variable named is the one that was set wrong, or one
+            // that a setting made required, or ADMIN_PORT clashing with
+            // a PORT that was set.
+            let set = vars.0.contains_key(var);
+            let clash = var == "ADMIN_PORT" && vars.0.contains_key("PORT");
+            assert!(set || clash || problem.contains("required"), "{var} is not set but blamed: {problem}");
+            assert!(!problem.is_empty());
+        }
+        Err(other) => panic!("Config::load returned a non-config error: {other:?}"),
+    }
+});

@@ -1,0 +1,44 @@
+//! Entry points for the fuzz targets in `fuzz/` (not an API: hidden from
+//! the docs and free to change with them).
+//!
+//! Each function is a thin wrapper around the code the service runs on
+//! untrusted input, so the fuzzer exercises the real thing, not a copy:
+//! the wrapped items stay `pub(crate)` and only these wrappers are public.
+//! The HTTP path needs no wrapper: [`crate::server::http1_builder`] and
+//! [`crate::server::connection_service`] are what `server::run` uses.
+
+use gcp_bigquery_client::error::{BQError, ResponseError};
+use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
+use gcp_bigquery_client::model::query_response::QueryResponse;
+
+use crate::error::{Error, Result};
+use crate::source::Row;
+
+/// The filter `routes::handle` applies to a client's `X-Request-Id` before
+/// echoing it.
+pub fn is_safe_request_id(id: &str) -> bool {
+    crate::routes::is_safe_request_id(id)
+}
+
+/// A `jobs.query` response body as the service decodes it: the client's
+/// serde model (a body it cannot parse is `Malformed`, as
+/// `bigquery::classify` maps a decode error), then the rows by schema.
+pub fn decode_query_response(json: &[u8]) -> Result<Vec<Row>> {
+    let response: QueryResponse = serde_json::from_slice(json).map_err(|e| Error::Malformed(e.to_string()))?;
+    crate::bigquery::decode_rows(response.schema.as_ref(), response.rows.as_deref().unwrap_or_default())
+}
+
+/// A `jobs.getQueryResults` page, decoded like [`decode_query_response`].
+pub fn decode_query_results(json: &[u8]) -> Result<Vec<Row>> {
+    let response: GetQueryResultsResponse =
+        serde_json::from_slice(json).map_err(|e| Error::Malformed(e.to_string()))?;
+    crate::bigquery::decode_rows(response.schema.as_ref(), response.rows.as_deref().unwrap_or_default())
+}
+
+/// An error body (non-2xx answer) and what the service makes of it.
+pub fn classify_error_body(json: &[u8]) -> Error {
+    match serde_json::from_slice::<ResponseError>(json) {
+        Ok(error) => crate::bigquery::classify(&BQError::ResponseError { error }),
+        Err(e) => Error::Malformed(e.to_string()),
+    }
+}
