@@ -30,6 +30,18 @@ fmt: ## Format the code
 bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=10s)
 	scripts/bench/run.sh
 
+## --- hostile input: fuzzing (docs/reliability.md, fuzz/) ------------------------
+
+.PHONY: fuzz-tools fuzz fuzz-smoke
+fuzz-tools: ## Install the pinned cargo-fuzz (skips it if present; needs the nightly toolchain)
+	scripts/fuzz/install.sh
+
+fuzz: fuzz-tools ## Long local fuzz run with ASan, FUZZ_SECONDS per target (default 300); FUZZ_TARGETS="config ..." to pick
+	scripts/fuzz/run.sh long $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-tools ## CI gate: every fuzz target 20 s from its seed corpus (FUZZ_SECONDS), fails on any finding
+	scripts/fuzz/run.sh smoke $(FUZZ_TARGETS)
+
 ## --- load, faults, connection scale, rolling restart (docs/reliability.md) ----
 
 .PHONY: loadtest
