@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wordcount::App;
@@ -89,4 +91,26 @@ impl TestApp {
     pub fn take_server(&mut self) -> JoinHandle<()> {
         self.server.take().expect("server still owned")
     }
+}
+
+/// Sends raw bytes and returns everything the server sends back until it
+/// closes the connection or `limit` passes, and whether it closed.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8], limit: Duration) -> (String, bool) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before taking all of a hostile
+    // request; what it sent back is still read below.
+    let _ = stream.write_all(request).await;
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    (String::from_utf8_lossy(&received).into_owned(), closed)
 }

@@ -5,27 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::spawn_app;
-
-/// Sends raw bytes and returns everything the server sends back until it
-/// closes the connection or `limit` passes.
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], limit: Duration) -> (String, bool) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut received = Vec::new();
-    let closed = tokio::time::timeout(limit, async {
-        let mut buf = [0u8; 4096];
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => received.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-    .is_ok();
-    (String::from_utf8_lossy(&received).into_owned(), closed)
-}
+use crate::helpers::{raw_exchange, spawn_app};
 
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
