@@ -317,18 +317,30 @@ async fn an_unread_request_body_is_never_read_and_the_connection_closes() {
 
 #[tokio::test]
 async fn a_client_that_half_closes_still_gets_its_answer() {
-    // hyper's default (half_close off) answered nothing here; found by the
-    // http_request fuzz target. `printf 'GET ...' | nc -N` does this.
-    let app = spawn_app(&[]).await;
+    // `printf 'GET ...' | nc -N` sends the request, then shuts down its
+    // sending side and waits. With hyper's default (half_close off) the
+    // EOF arriving while the answer is being prepared closed the
+    // connection with nothing sent; found by the http_request fuzz target.
+    // A cold /api/v1/counts behind a slow upstream makes the answer late.
+    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
+    fake.set_delay(Duration::from_millis(300));
+    let endpoint = fake.endpoint();
+    let app = spawn_app(&[
+        ("SOURCE", "bigquery"),
+        ("BIGQUERY_PROJECT", "wordcount-test"),
+        ("BIGQUERY_ENDPOINT", endpoint.as_str()),
+        ("BIGQUERY_AUTH", "none"),
+    ])
+    .await;
     let mut stream = TcpStream::connect(app.public).await.unwrap();
-    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    stream.write_all(b"GET /api/v1/counts HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     stream.shutdown().await.unwrap();
 
     let mut response = String::new();
     tokio::time::timeout(CLOSE_LIMIT, stream.read_to_string(&mut response)).await.expect("closed").unwrap();
 
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.ends_with("Hello from PSPDFKit Engineer!"), "{response}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response:?}");
+    assert!(response.contains("{\"word\":\"the\""), "{response:?}");
     app.shutdown().await;
 }
 
