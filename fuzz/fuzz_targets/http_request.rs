@@ -176,6 +176,7 @@ fuzz_target!(|data: &[u8]| {
     });
 
     let seen = seen.lock().unwrap();
+    // Replaying one input: FUZZ_DEBUG=1 prints what the service was handed.
     if std::env::var_os("FUZZ_DEBUG").is_some() {
         eprintln!("seen {} requests: {:?}", seen.len(), seen.iter().map(|s| (&s.method, &s.path)).collect::<Vec<_>>());
     }
