@@ -83,8 +83,12 @@ for target in "${targets[@]}"; do
 		grep -E '^(#[0-9]+\s+DONE|stat::number_of_executed_units|Done )' "$log" || true
 	else
 		failed+=("$target")
-		# The panic message, the reproducer's path and its bytes.
-		grep -vE '^(#[0-9]+\s+(NEW|REDUCE|pulse|RELOAD))' "$log" | tail -60
+		# The panic message (before the backtrace), libFuzzer's verdict
+		# (crash, timeout, OOM) and from SUMMARY on the reproducer's path
+		# and bytes; the whole log would be pages of backtrace and NEW lines.
+		grep -m1 -A6 'panicked at' "$log" || true
+		grep -E '^==[0-9]+== ERROR' "$log" || true
+		sed -n '/^SUMMARY: /,$p' "$log"
 	fi
 done
 
