@@ -69,6 +69,10 @@ pub struct Metrics {
     source_errors: Family<ErrorLabels, Counter>,
     source_duration: HistogramFamily<SourceLabels>,
     cache_lookups: Family<CacheLabels, Counter>,
+    /// The three cache series, resolved once: every request counts one.
+    cache_hit: Counter,
+    cache_miss: Counter,
+    cache_stale: Counter,
     data_age: Gauge<f64, AtomicU64>,
     last_success: Gauge<f64, AtomicU64>,
     bytes_billed: Counter,
@@ -99,6 +103,9 @@ impl Metrics {
             source_errors: Family::default(),
             source_duration: Family::new_with_constructor(source_histogram),
             cache_lookups: Family::default(),
+            cache_hit: Counter::default(),
+            cache_miss: Counter::default(),
+            cache_stale: Counter::default(),
             data_age: Gauge::default(),
             last_success: Gauge::default(),
             bytes_billed: Counter::default(),
@@ -167,10 +174,10 @@ impl Metrics {
         for reason in crate::error::SOURCE_ERROR_REASONS {
             drop(m.source_errors.get_or_create(&ErrorLabels { source, reason }));
         }
-        for result in ["hit", "miss", "stale"] {
-            drop(m.cache_lookups.get_or_create(&CacheLabels { result }));
-        }
-        Metrics { registry, ..m }
+        // A Counter is a shared handle: these clones count into the series.
+        let cache = |result| m.cache_lookups.get_or_create(&CacheLabels { result }).clone();
+        let (cache_hit, cache_miss, cache_stale) = (cache("hit"), cache("miss"), cache("stale"));
+        Metrics { registry, cache_hit, cache_miss, cache_stale, ..m }
     }
 
     pub fn observe_request(&self, route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
@@ -199,12 +206,11 @@ impl Metrics {
     }
 
     pub fn observe_cache(&self, result: CacheResult) {
-        let result = match result {
-            CacheResult::Hit => "hit",
-            CacheResult::Miss => "miss",
-            CacheResult::Stale => "stale",
+        match result {
+            CacheResult::Hit => self.cache_hit.inc(),
+            CacheResult::Miss => self.cache_miss.inc(),
+            CacheResult::Stale => self.cache_stale.inc(),
         };
-        self.cache_lookups.get_or_create(&CacheLabels { result }).inc();
     }
 
     pub fn set_ready(&self, ready: bool) {
