@@ -4,7 +4,11 @@
 //! service the same way; the ratio between the two is what wordcount's own
 //! work (routing, cache, JSON, headers, logs, metrics) costs.
 //!
-//! Usage: `cargo run --release --example hello -- 127.0.0.1:8090`
+//! An optional body size makes it answer that many bytes instead of the
+//! greeting: loaded with the size of the service's JSON answer, it shows how
+//! much of the difference is only the size of the answer.
+//!
+//! Usage: `cargo run --release --example hello -- 127.0.0.1:8090 [BODY_BYTES]`
 
 use std::convert::Infallible;
 
@@ -18,14 +22,22 @@ use tokio::net::TcpListener;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into());
+    let mut args = std::env::args().skip(1);
+    let addr = args.next().unwrap_or_else(|| "127.0.0.1:8090".into());
+    let body = match args.next().map(|n| n.parse::<usize>()) {
+        Some(Ok(size)) => Bytes::from(vec![b'x'; size]),
+        Some(Err(err)) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, err)),
+        None => Bytes::from_static(b"Hello from PSPDFKit Engineer!"),
+    };
     let listener = TcpListener::bind(&addr).await?;
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
+        let body = body.clone();
         tokio::spawn(async move {
-            let service = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"Hello from PSPDFKit Engineer!"))))
+            let service = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                let body = body.clone();
+                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             });
             let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
