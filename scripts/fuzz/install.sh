@@ -11,10 +11,14 @@ readonly CARGO_FUZZ=0.13.2
 log() { printf 'fuzz install: %s\n' "$*" >&2; }
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
-	# CI machines ship nightly beside stable; rustup cannot download a
-	# toolchain here, so say so instead of failing obscurely later.
-	log "the nightly toolchain is missing (rustup toolchain install nightly)"
-	exit 1
+	# The offline CI machines ship nightly beside stable; GitHub's runners
+	# do not, but can download it. Where neither works, say so instead of
+	# failing obscurely later.
+	log "installing the nightly toolchain (minimal profile)"
+	if ! rustup toolchain install nightly --profile minimal >&2; then
+		log "the nightly toolchain is missing and cannot be installed (rustup toolchain install nightly)"
+		exit 1
+	fi
 fi
 
 have=$(cargo install --list 2>/dev/null | awk '$1 == "cargo-fuzz" {sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}')
