@@ -248,27 +248,29 @@ where
 {
     /// Builds the line field by field in a per-thread buffer, then hands it
     /// to the layer in one piece: one line per request is on the hot path,
-    /// so there is no intermediate map, no allocation, and strings that need
-    /// no escaping (nearly all) are copied as they are. Keys are written base fields, then span fields
-    /// (outermost first), then the event's own, so with JSON's
-    /// last-one-wins an event field overrides a span field of the same name.
+    /// so there is no intermediate map, no allocation, and strings that
+    /// need no escaping (nearly all) are copied as they are. Keys are
+    /// written base fields, then span fields (outermost first), then the
+    /// event's own, so with JSON's last-one-wins an event field overrides a
+    /// span field of the same name.
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         thread_local! {
             static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
         }
-        LINE.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                self.format_line(&mut line, ctx, event);
-                writer.write_str(&line)
-            }
-            // A field's Debug output logged something itself: not on the
-            // hot path, a fresh buffer will do.
-            Err(_) => {
-                let mut line = String::with_capacity(1024);
-                self.format_line(&mut line, ctx, event);
-                writer.write_str(&line)
-            }
+        LINE.with(|cell| {
+            let mut reused = cell.try_borrow_mut();
+            let mut fresh = String::new();
+            let line = match &mut reused {
+                Ok(line) => {
+                    line.clear();
+                    &mut **line
+                }
+                // A field's Debug output logged something itself: not on
+                // the hot path, a fresh buffer will do.
+                Err(_) => &mut fresh,
+            };
+            self.format_line(line, ctx, event);
+            writer.write_str(line)
         })
     }
 }
