@@ -386,7 +386,7 @@ mod tests {
 
     fn cache_with(source: Arc<Scripted>, ttl: Duration) -> (Arc<Cache>, Arc<Readiness>) {
         let readiness = Arc::new(Readiness::default());
-        let metrics = Arc::new(Metrics::new("the", "scripted"));
+        let metrics = Arc::new(Metrics::new("the", "scripted", &[]));
         (Cache::new(source, WordMatch::Exact, ttl, metrics, readiness.clone()), readiness)
     }
 

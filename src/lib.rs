@@ -61,7 +61,7 @@ pub struct App {
 /// Builds the data source, cache and metrics from `config`. Fails with
 /// [`Error::Config`] for a data file or credentials that cannot work.
 pub async fn build(config: &Config) -> Result<App> {
-    let metrics = Arc::new(Metrics::new(&config.word, config.source.kind()));
+    let metrics = Arc::new(Metrics::new(&config.word, config.source.kind(), &routes::SERVED_ROUTES));
     let (source, source_label): (Arc<dyn CountsSource>, String) = match &config.source {
         SourceConfig::Sample => (Arc::new(SampleSource), "the sample table compiled into this binary".into()),
         SourceConfig::File(path) => (Arc::new(FileSource::open(path)?), format!("the file {}", path.display())),

@@ -94,7 +94,7 @@ impl Route {
 
     /// Metric label; unknown paths share one label so scanners cannot blow
     /// up the series count.
-    fn label(self) -> &'static str {
+    const fn label(self) -> &'static str {
         match self {
             Route::Index => "index",
             Route::Counts => "counts",
@@ -106,6 +106,17 @@ impl Route {
         }
     }
 }
+
+/// The labels of the routes that answer a GET with 200: [`Metrics`]
+/// resolves their series up front.
+pub const SERVED_ROUTES: [&str; 6] = [
+    Route::Index.label(),
+    Route::Counts.label(),
+    Route::Hello.label(),
+    Route::Healthz.label(),
+    Route::Readyz.label(),
+    Route::Metrics.label(),
+];
 
 /// Entry point for both listeners: resolves the route, runs it under the
 /// request timeout, then adds the common headers, logs and counts.
