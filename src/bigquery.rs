@@ -43,7 +43,7 @@ use crate::config::{BigQueryAuth, BigQueryConfig, WordMatch};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::source::{Counts, CountsSource, Row};
-use crate::telemetry::{TraceContext, random_hex};
+use crate::telemetry::{HexId, TraceContext};
 
 /// Running a query creates a job, which the read-only scope does not allow;
 /// what the identity may do is limited by IAM (jobUser + dataViewer).
@@ -167,7 +167,7 @@ impl BigQuerySource {
         request.maximum_bytes_billed = Some(self.config.max_bytes_billed.to_string());
         request.location = self.config.location.clone();
         request.timeout_ms = Some(self.server_wait());
-        request.request_id = Some(random_hex::<16>());
+        request.request_id = Some(HexId::<32>::random().to_string());
         request.use_query_cache = Some(true);
         request.labels = Some([("app".to_owned(), "wordcount".to_owned())].into());
 

@@ -191,7 +191,7 @@ impl Cache {
         // The refresh logs under the ids of the request that caused it, so
         // "data refreshed" or "BigQuery call failed" leads to that request.
         let span = tracing::info_span!("refresh", trace_id = trace.trace_id.as_str(), span_id = trace.span_id.as_str());
-        let trace = trace.clone();
+        let trace = *trace;
         let refresh = async move {
             let started = Instant::now();
             let result = cache.source.counts(&word, cache.word_match, &trace).await;

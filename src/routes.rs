@@ -35,7 +35,7 @@ use crate::config::WordMatch;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::source::Row;
-use crate::telemetry::TraceContext;
+use crate::telemetry::{self, Access, TraceContext};
 
 pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 
@@ -49,6 +49,7 @@ pub type Body = Full<Bytes>;
 // the name on every response.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_DATA_STALE: HeaderName = HeaderName::from_static("x-data-stale");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Everything a request handler needs, built once at start-up.
 pub struct State {
@@ -123,9 +124,11 @@ pub const SERVED_ROUTES: [&str; 6] = [
 pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -> Response<Body> {
     let started = Instant::now();
     let route = Route::resolve(listener, req.uri().path());
-    let trace = TraceContext::from_traceparent(header_str(req.headers(), "traceparent"));
-    let client_id = header_str(req.headers(), "x-request-id").filter(|id| is_safe_request_id(id));
-    let request_id = client_id.unwrap_or(&trace.span_id);
+    let trace = TraceContext::from_traceparent(header_str(req.headers(), &TRACEPARENT));
+    let client_id = header_str(req.headers(), &X_REQUEST_ID).filter(|id| is_safe_request_id(id));
+    // Checking the ids' digits again for each use adds up: once, here.
+    let (trace_id, span_id) = (trace.trace_id.as_str(), trace.span_id.as_str());
+    let request_id = client_id.unwrap_or(span_id);
     let method = method_label(req.method());
 
     let work = dispatch(route, &req, &state, &trace, request_id);
@@ -134,12 +137,7 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
     // answer logs (a refresh logs under its own span, see cache.rs).
     #[cfg(feature = "otel")]
     let work = {
-        let span = tracing::info_span!(
-            "request",
-            request_id,
-            trace_id = trace.trace_id.as_str(),
-            span_id = trace.span_id.as_str()
-        );
+        let span = tracing::info_span!("request", request_id, trace_id, span_id);
         crate::telemetry::otel::continue_trace(&span, &trace);
         work.instrument(span)
     };
@@ -147,25 +145,25 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
         Ok(response) => response,
         Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n", "no-store"),
     };
-    if let Ok(value) = HeaderValue::from_str(request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    match HeaderValue::from_str(request_id) {
+        Ok(value) => response.headers_mut().insert(X_REQUEST_ID, value),
+        // Never: ids are checked or made here; but no placeholder goes out.
+        Err(_) => response.headers_mut().remove(X_REQUEST_ID),
+    };
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     state.metrics.observe_request(route.label(), method, status, elapsed);
-    tracing::info!(
+    telemetry::log_access(&Access {
         request_id,
-        trace_id = trace.trace_id.as_str(),
-        span_id = trace.span_id.as_str(),
+        trace_id,
+        span_id,
         method,
-        path = req.uri().path(),
-        route = route.label(),
+        path: req.uri().path(),
+        route: route.label(),
         status,
-        // Milliseconds to the microsecond: all the precision that means anything.
-        latency_ms = elapsed.as_micros() as f64 / 1000.0,
-        "request"
-    );
+        latency: elapsed,
+    });
     response
 }
 
@@ -399,7 +397,7 @@ static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
     headers
 });
 
-fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -63,11 +63,16 @@ pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let stdout = BatchedStdout::start();
     let logs: BoxedLayer = match format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .with_writer(stdout.clone())
-            .fmt_fields(JsonFields::new())
-            .event_format(GcpJson { project: gcp_project })
-            .boxed(),
+        LogFormat::Json => {
+            let json = GcpJson { project: gcp_project };
+            // Only the first init counts (there is one per process).
+            let _ = ACCESS_LOG.set((json.clone(), stdout.clone()));
+            tracing_subscriber::fmt::layer()
+                .with_writer(stdout.clone())
+                .fmt_fields(JsonFields::new())
+                .event_format(json)
+                .boxed()
+        }
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(stdout.clone()).with_ansi(false).boxed(),
     };
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
@@ -117,13 +122,78 @@ pub mod otel {
     /// trace the `traceparent` header named.
     pub fn continue_trace(span: &tracing::Span, trace: &TraceContext) {
         let Some(parent) = &trace.parent_span_id else { return };
-        let (Ok(trace_id), Ok(span_id)) = (TraceId::from_hex(&trace.trace_id), SpanId::from_hex(parent)) else {
+        let (Ok(trace_id), Ok(span_id)) =
+            (TraceId::from_hex(trace.trace_id.as_str()), SpanId::from_hex(parent.as_str()))
+        else {
             return;
         };
         let flags = if trace.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
         let remote = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
     }
+}
+
+/// One answered request, as the access log records it.
+pub struct Access<'a> {
+    pub request_id: &'a str,
+    pub trace_id: &'a str,
+    pub span_id: &'a str,
+    pub method: &'static str,
+    pub path: &'a str,
+    pub route: &'static str,
+    pub status: u16,
+    pub latency: Duration,
+}
+
+/// The access-log lines' target, as if `routes` logged them itself.
+const ACCESS_TARGET: &str = "wordcount::routes";
+
+/// Where JSON access-log lines go, and in which shape; set by [`init`]
+/// when logs are JSON.
+static ACCESS_LOG: OnceLock<(GcpJson, BatchedStdout)> = OnceLock::new();
+
+/// Logs one answered request (the access log: one INFO line per request,
+/// honouring `RUST_LOG` like any other line).
+///
+/// With JSON logs the line is built and added to the stdout batch
+/// directly. Going through `tracing` visits each of a dozen fields behind
+/// a dynamic call and escape-checks every key, which made the access line
+/// a quarter of the instructions of a cached answer; this path writes the
+/// fixed keys as they are. The line is the same either way:
+/// `tests::access_lines_match_the_tracing_path` holds the two to it. Text
+/// logs, and tests without [`init`], take the `tracing` path.
+pub fn log_access(access: &Access<'_>) {
+    if !tracing::enabled!(target: ACCESS_TARGET, Level::INFO) {
+        return;
+    }
+    match ACCESS_LOG.get() {
+        Some((json, stdout)) => with_line(|line| {
+            json.format_access(line, access);
+            append(&stdout.shared, line.as_bytes());
+        }),
+        None => access_event(access),
+    }
+}
+
+/// The access line as a `tracing` event.
+fn access_event(a: &Access<'_>) {
+    tracing::info!(
+        target: ACCESS_TARGET,
+        request_id = a.request_id,
+        trace_id = a.trace_id,
+        span_id = a.span_id,
+        method = a.method,
+        path = a.path,
+        route = a.route,
+        status = a.status,
+        latency_ms = latency_ms(a.latency),
+        "request"
+    );
+}
+
+/// Milliseconds to the microsecond: all the precision that means anything.
+fn latency_ms(latency: Duration) -> f64 {
+    latency.as_micros() as f64 / 1000.0
 }
 
 /// Log lines bound for stdout, written in batches by a background thread.
@@ -199,21 +269,25 @@ pub struct Line<'a> {
 
 impl std::io::Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let (lock, wake) = self.shared;
-        let mut buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        buffer.extend_from_slice(buf);
-        if buffer.len() >= BatchedStdout::LIMIT {
-            // The writer thread is behind: write it out here (backpressure).
-            let batch = std::mem::take(&mut *buffer);
-            drop(buffer);
-            write_stdout(&batch);
-        } else if buffer.len() >= BatchedStdout::HIGH_WATER {
-            wake.notify_one();
-        }
+        append(self.shared, buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Adds whole lines to the batch the writer thread writes out.
+fn append((lock, wake): &(Mutex<Vec<u8>>, Condvar), lines: &[u8]) {
+    let mut buffer = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    buffer.extend_from_slice(lines);
+    if buffer.len() >= BatchedStdout::LIMIT {
+        // The writer thread is behind: write it out here (backpressure).
+        let batch = std::mem::take(&mut *buffer);
+        drop(buffer);
+        write_stdout(&batch);
+    } else if buffer.len() >= BatchedStdout::HIGH_WATER {
+        wake.notify_one();
     }
 }
 
@@ -237,6 +311,7 @@ pub fn init_for_tests() {
 }
 
 /// Cloud Logging's JSON shape.
+#[derive(Clone)]
 struct GcpJson {
     project: Option<String>,
 }
@@ -254,25 +329,28 @@ where
     /// event's own, so with JSON's last-one-wins an event field overrides a
     /// span field of the same name.
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        thread_local! {
-            static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
-        }
-        LINE.with(|cell| {
-            let mut reused = cell.try_borrow_mut();
-            let mut fresh = String::new();
-            let line = match &mut reused {
-                Ok(line) => {
-                    line.clear();
-                    &mut **line
-                }
-                // A field's Debug output logged something itself: not on
-                // the hot path, a fresh buffer will do.
-                Err(_) => &mut fresh,
-            };
+        with_line(|line| {
             self.format_line(line, ctx, event);
             writer.write_str(line)
         })
     }
+}
+
+/// Runs `build` on this thread's line buffer, emptied. Lines are built one
+/// at a time, so the buffer is reused and a line allocates nothing. A line
+/// started while another is being built (a field's `Debug` output logged
+/// something itself; never on the hot path) gets a fresh buffer.
+fn with_line<R>(build: impl FnOnce(&mut String) -> R) -> R {
+    thread_local! {
+        static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(1024));
+    }
+    LINE.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut line) => {
+            line.clear();
+            build(&mut line)
+        }
+        Err(_) => build(&mut String::new()),
+    })
 }
 
 impl GcpJson {
@@ -324,6 +402,34 @@ impl GcpJson {
         line.push_str("}\n");
     }
 
+    /// What [`Self::format_line`] makes of [`access_event`], written
+    /// directly (see [`log_access`]).
+    fn format_access(&self, line: &mut String, a: &Access<'_>) {
+        line.push_str("{\"time\":\"");
+        push_now(line);
+        line.push_str("\",\"severity\":\"INFO\",\"target\":\"");
+        line.push_str(ACCESS_TARGET);
+        line.push_str("\",\"message\":\"request\",\"request_id\":");
+        push_str(line, a.request_id);
+        line.push_str(",\"trace_id\":");
+        push_str(line, a.trace_id);
+        self.push_trace(line, a.trace_id);
+        line.push_str(",\"span_id\":");
+        push_str(line, a.span_id);
+        push_field(line, SPAN_ID_KEY, Json::Str(a.span_id));
+        line.push_str(",\"method\":");
+        push_str(line, a.method);
+        line.push_str(",\"path\":");
+        push_str(line, a.path);
+        line.push_str(",\"route\":");
+        push_str(line, a.route);
+        line.push_str(",\"status\":");
+        push_u64(line, u64::from(a.status));
+        line.push_str(",\"latency_ms\":");
+        push_f64(line, latency_ms(a.latency));
+        line.push_str("}\n");
+    }
+
     /// `logging.googleapis.com/trace`, in the `projects/P/traces/T` form
     /// when the project is known.
     fn push_trace(&self, line: &mut String, trace_id: &str) {
@@ -355,19 +461,40 @@ enum Json<'a> {
 
 /// Appends `,"key":value`.
 fn push_field(line: &mut String, key: &str, value: Json<'_>) {
-    use std::fmt::Write;
     line.push(',');
     push_str(line, key);
     line.push(':');
-    // Writing into a String cannot fail.
     match value {
         Json::Str(s) => push_str(line, s),
-        Json::U64(n) => drop(write!(line, "{n}")),
-        Json::I64(n) => drop(write!(line, "{n}")),
+        Json::U64(n) => push_u64(line, n),
+        Json::I64(n) => {
+            if n < 0 {
+                line.push('-');
+            }
+            push_u64(line, n.unsigned_abs());
+        }
         Json::F64(x) if x.is_finite() => push_f64(line, x),
         Json::F64(_) => line.push_str("null"),
         Json::Bool(b) => line.push_str(if b { "true" } else { "false" }),
     }
+}
+
+/// Appends `n` in decimal, at least `width` digits (zero-padded). What
+/// `write!` prints, without the formatting machinery, which cost more
+/// than the digits on every line (status, timestamp, latency).
+fn push_padded(line: &mut String, mut n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while n > 0 || start > digits.len() - width.clamp(1, 20) {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    line.extend(digits[start..].iter().map(|&digit| char::from(digit)));
+}
+
+fn push_u64(line: &mut String, n: u64) {
+    push_padded(line, n, 1);
 }
 
 /// A finite f64 as the shortest decimal that reads back as the same
@@ -389,29 +516,45 @@ fn push_f64(line: &mut String, x: f64) {
             frac /= 10;
             digits -= 1;
         }
-        let sign = if x.is_sign_negative() { "-" } else { "" };
-        // Writing into a String cannot fail.
-        let _ = if digits == 0 { write!(line, "{sign}{whole}") } else { write!(line, "{sign}{whole}.{frac:0digits$}") };
+        if x.is_sign_negative() {
+            line.push('-');
+        }
+        push_u64(line, whole);
+        if digits > 0 {
+            line.push('.');
+            push_padded(line, frac, digits);
+        }
     } else {
+        // Writing into a String cannot fail.
         let _ = write!(line, "{x}");
     }
 }
 
 /// A JSON string.
 fn push_str(line: &mut String, s: &str) {
+    line.reserve(s.len() + 2);
     line.push('"');
     escape_into(line, s);
     line.push('"');
 }
 
 /// Appends `s` escaped for the inside of a JSON string. Most log values
-/// (ids, paths, names) hold nothing to escape and are copied as they are.
+/// (ids, paths, names) hold nothing to escape and are copied as they are;
+/// the rest take the out-of-line path, which keeps this one small enough
+/// to inline.
+#[inline]
 fn escape_into(line: &mut String, s: &str) {
-    use std::fmt::Write;
-    if !needs_escape(s.as_bytes()) {
+    if needs_escape(s.as_bytes()) {
+        escape_slow(line, s);
+    } else {
         line.push_str(s);
-        return;
     }
+}
+
+#[cold]
+#[inline(never)]
+fn escape_slow(line: &mut String, s: &str) {
+    use std::fmt::Write;
     for c in s.chars() {
         match c {
             '"' => line.push_str("\\\""),
@@ -470,7 +613,6 @@ fn severity(level: Level) -> &'static str {
 /// tens of thousands of lines a second, formatting a full date per line
 /// was a visible share of a cached request.
 fn push_now(line: &mut String) {
-    use std::fmt::Write;
     thread_local! {
         static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
     }
@@ -482,8 +624,9 @@ fn push_now(line: &mut String) {
         }
         line.push_str(prefix);
     });
-    // Writing into a String cannot fail.
-    let _ = write!(line, ".{:06}Z", now.subsec_micros());
+    line.push('.');
+    push_padded(line, u64::from(now.subsec_micros()), 6);
+    line.push('Z');
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` for a Unix second.
@@ -560,14 +703,14 @@ impl Visit for StreamVisitor<'_> {
 }
 
 /// The W3C trace context of one request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TraceContext {
     /// 32 lowercase hex digits; empty only for work no request caused.
-    pub trace_id: String,
+    pub trace_id: HexId<32>,
     /// This service's span for the request, 16 hex digits.
-    pub span_id: String,
+    pub span_id: HexId<16>,
     /// The caller's span, when the request came with a `traceparent`.
-    pub parent_span_id: Option<String>,
+    pub parent_span_id: Option<HexId<16>>,
     pub sampled: bool,
 }
 
@@ -577,11 +720,11 @@ impl TraceContext {
     pub fn from_traceparent(header: Option<&str>) -> Self {
         match header.and_then(parse_traceparent) {
             Some((trace_id, parent, sampled)) => {
-                TraceContext { trace_id, span_id: random_hex::<8>(), parent_span_id: Some(parent), sampled }
+                TraceContext { trace_id, span_id: HexId::random(), parent_span_id: Some(parent), sampled }
             }
             None => TraceContext {
-                trace_id: random_hex::<16>(),
-                span_id: random_hex::<8>(),
+                trace_id: HexId::random(),
+                span_id: HexId::random(),
                 parent_span_id: None,
                 sampled: false,
             },
@@ -598,7 +741,68 @@ impl TraceContext {
     }
 }
 
-fn parse_traceparent(header: &str) -> Option<(String, String, bool)> {
+/// A trace or span id: `N` lowercase hex digits, or empty. Held inline, so
+/// that a request's trace context costs no allocation (one is made for
+/// every request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexId<const N: usize>([u8; N]);
+
+impl<const N: usize> HexId<N> {
+    /// `N` random digits (4 random bits each: 128 for a trace id, 64 for a
+    /// span id, so the all-zeros id the spec reserves never comes up).
+    pub fn random() -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut random = [0u8; N];
+        rand::fill(&mut random[..]);
+        let mut hex = [0u8; N];
+        for (digit, byte) in hex.iter_mut().zip(random) {
+            *digit = DIGITS[usize::from(byte & 0xf)];
+        }
+        HexId(hex)
+    }
+
+    /// `s` when it is `N` lowercase hex digits and not all zeros.
+    fn parse(s: &str) -> Option<Self> {
+        let hex: [u8; N] = s.as_bytes().try_into().ok()?;
+        let valid = hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && hex.iter().any(|&b| b != b'0');
+        valid.then_some(HexId(hex))
+    }
+
+    /// The default id is all NUL bytes, never a hex digit: "no id".
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+
+    pub fn as_str(&self) -> &str {
+        if self.is_empty() { "" } else { std::str::from_utf8(&self.0).unwrap_or_default() }
+    }
+}
+
+impl<const N: usize> Default for HexId<N> {
+    fn default() -> Self {
+        HexId([0; N])
+    }
+}
+
+impl<const N: usize> fmt::Display for HexId<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> fmt::Debug for HexId<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> PartialEq<&str> for HexId<N> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+fn parse_traceparent(header: &str) -> Option<(HexId<32>, HexId<16>, bool)> {
     let mut parts = header.trim().split('-');
     let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -606,28 +810,12 @@ fn parse_traceparent(header: &str) -> Option<(String, String, bool)> {
         && version != "ff"
         // Version 00 has exactly four fields; later versions may append more.
         && (version != "00" || parts.next().is_none())
-        && lower_hex(trace_id, 32)
-        && trace_id.bytes().any(|b| b != b'0')
-        && lower_hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
         && lower_hex(flags, 2);
     if !valid {
         return None;
     }
     let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
-    Some((trace_id.to_owned(), parent.to_owned(), sampled))
-}
-
-/// `N` random bytes as lowercase hex.
-pub fn random_hex<const N: usize>() -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let bytes: [u8; N] = rand::random();
-    let mut hex = String::with_capacity(2 * N);
-    for b in bytes {
-        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    hex
+    Some((HexId::parse(trace_id)?, HexId::parse(parent)?, sampled))
 }
 
 #[cfg(test)]
@@ -640,9 +828,9 @@ mod tests {
     fn continues_a_valid_trace_with_a_new_span() {
         let ctx = TraceContext::from_traceparent(Some(VALID));
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ctx.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(ctx.parent_span_id.map(|id| id.to_string()).as_deref(), Some("00f067aa0ba902b7"));
         assert!(ctx.sampled);
-        assert_eq!(ctx.span_id.len(), 16);
+        assert_eq!(ctx.span_id.as_str().len(), 16);
         assert_ne!(ctx.span_id, "00f067aa0ba902b7");
         let outgoing = ctx.traceparent().expect("has a trace");
         assert_eq!(outgoing, format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", ctx.span_id));
@@ -662,7 +850,7 @@ mod tests {
         ] {
             let ctx = TraceContext::from_traceparent(Some(bad));
             assert_eq!(ctx.parent_span_id, None, "{bad:?} must not be continued");
-            assert_eq!(ctx.trace_id.len(), 32);
+            assert_eq!(ctx.trace_id.as_str().len(), 32);
             assert_ne!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         }
     }
@@ -734,43 +922,125 @@ mod tests {
     }
 
     #[test]
+    fn integers_are_what_display_prints() {
+        for n in [0, 7, 10, 99, 200, 1_000_001, u64::MAX] {
+            let mut line = String::new();
+            push_u64(&mut line, n);
+            assert_eq!(line, n.to_string());
+        }
+        for n in [i64::MIN, -3, 0, i64::MAX] {
+            let mut line = String::new();
+            push_field(&mut line, "n", Json::I64(n));
+            assert_eq!(line, format!(",\"n\":{n}"));
+        }
+        for (n, width) in [(0, 6), (42, 6), (123_456, 6), (5, 1), (1_234_567, 6)] {
+            let mut line = String::new();
+            push_padded(&mut line, n, width);
+            assert_eq!(line, format!("{n:0width$}"));
+        }
+    }
+
+    #[test]
     fn random_ids_are_lowercase_hex() {
-        let id = random_hex::<8>();
-        assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
-        assert_ne!(id, random_hex::<8>());
+        let id = HexId::<16>::random();
+        assert_eq!(id.as_str().len(), 16);
+        assert!(id.as_str().bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+        assert_ne!(id, HexId::<16>::random());
+        assert!(!id.is_empty());
+        assert!(HexId::<16>::default().is_empty());
+        assert_eq!(HexId::<16>::default().as_str(), "");
+        assert_eq!(TraceContext::default().traceparent(), None);
     }
 
     #[test]
     fn later_versions_may_carry_more_fields() {
         let header = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future";
         let ctx = TraceContext::from_traceparent(Some(header));
-        assert_eq!(ctx.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(ctx.parent_span_id.map(|id| id.to_string()).as_deref(), Some("00f067aa0ba902b7"));
         assert!(!ctx.sampled);
+    }
+
+    /// A log destination the tests can read back.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8")
+        }
+    }
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn access_lines_match_the_tracing_path() {
+        let traced = TraceContext::from_traceparent(Some(VALID));
+        let fresh = TraceContext::from_traceparent(None);
+        let accesses = [
+            Access {
+                request_id: "client-id.1",
+                trace_id: traced.trace_id.as_str(),
+                span_id: traced.span_id.as_str(),
+                method: "GET",
+                path: "/api/v1/counts",
+                route: "counts",
+                status: 200,
+                latency: Duration::from_micros(42),
+            },
+            Access {
+                request_id: fresh.span_id.as_str(),
+                trace_id: fresh.trace_id.as_str(),
+                span_id: fresh.span_id.as_str(),
+                method: "other",
+                path: "/a\"b\\c\u{1}",
+                route: "not_found",
+                status: 404,
+                latency: Duration::from_millis(1500),
+            },
+        ];
+        for project in [None, Some("my-project".to_owned())] {
+            let json = GcpJson { project };
+            for access in &accesses {
+                let buffer = Buffer::default();
+                let subscriber = tracing_subscriber::fmt()
+                    .with_writer(buffer.clone())
+                    .fmt_fields(JsonFields::new())
+                    .event_format(json.clone())
+                    .finish();
+                tracing::subscriber::with_default(subscriber, || access_event(access));
+                let mut direct = String::new();
+                json.format_access(&mut direct, access);
+
+                // The same line but for the clock: compare past "time".
+                let skip_time = |line: &str| line.split_once("Z\",").map(|(_, rest)| rest.to_owned());
+                let traced_line = buffer.text();
+                assert_eq!(skip_time(&direct), skip_time(&traced_line), "direct:\n{direct}tracing:\n{traced_line}");
+                let line: serde_json::Value = serde_json::from_str(&direct).expect("valid JSON");
+                assert_eq!(line["path"], access.path);
+                assert_eq!(line["status"], access.status);
+                assert_eq!(line["message"], "request");
+            }
+        }
     }
 
     #[test]
     fn json_lines_carry_gcp_fields_and_span_fields() {
         use serde_json::Value;
-        use tracing_subscriber::fmt::MakeWriter;
-
-        #[derive(Clone, Default)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().expect("buffer").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        impl<'a> MakeWriter<'a> for Buffer {
-            type Writer = Buffer;
-            fn make_writer(&'a self) -> Buffer {
-                self.clone()
-            }
-        }
 
         let buffer = Buffer::default();
         let subscriber = tracing_subscriber::fmt()
@@ -792,7 +1062,7 @@ mod tests {
             || tracing::info!(trace_id = "t2", "outside any span"),
         );
 
-        let output = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf8");
+        let output = buffer.text();
         let lines: Vec<&str> = output.lines().collect();
         assert_eq!(lines.len(), 2, "{output}");
         let line: Value = serde_json::from_str(lines[0]).expect("valid JSON");
