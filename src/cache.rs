@@ -73,6 +73,21 @@ impl Served {
 
 type Outcome = Option<std::result::Result<Arc<Snapshot>, Error>>;
 
+/// See [`Cache::lookup`].
+enum Lookup {
+    Done(Result<Served>),
+    Wait(Wait),
+}
+
+/// A refresh to wait for: the one under way, when it started, when the
+/// request asked, and the stale data to fall back on.
+struct Wait {
+    refresh: watch::Receiver<Outcome>,
+    started: Instant,
+    now: Instant,
+    fallback: Option<Arc<Snapshot>>,
+}
+
 #[derive(Default)]
 struct Slot {
     good: Option<Arc<Snapshot>>,
@@ -110,50 +125,67 @@ impl Cache {
     /// Counts for `word`, from the cache when fresh, else from the source.
     /// Errors only when there is no good data to fall back on.
     pub async fn get(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Result<Served> {
-        let now = Instant::now();
-        let (mut refresh, refresh_started, fallback) = {
-            let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            // The hot path: a fresh hit, without allocating a key.
-            if let Some(good) = slots.get(word).and_then(|slot| slot.good.as_ref())
-                && now < good.fetched + self.ttl
-            {
-                self.metrics.observe_cache(CacheResult::Hit);
-                return Ok(Served { snapshot: good.clone(), stale: false, fresh_for: good.fetched + self.ttl - now });
-            }
-            let slot = slots.entry(word.to_owned()).or_default();
-            let backing_off = slot.retry_at.is_some_and(|at| now < at);
-            match (&slot.good, &slot.last_error) {
-                (Some(good), _) if backing_off => {
-                    self.metrics.observe_cache(CacheResult::Stale);
-                    return Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO });
-                }
-                (None, Some(err)) if backing_off => {
-                    self.metrics.observe_cache(CacheResult::Miss);
-                    return Err(err.clone());
-                }
-                _ => {}
-            }
-            let (refresh, started) = match &slot.refresh {
-                Some((rx, started)) => (rx.clone(), *started),
-                None => {
-                    let rx = self.spawn_refresh(word, trace);
-                    slot.refresh = Some((rx.clone(), now));
-                    (rx, now)
-                }
-            };
-            (refresh, started, slot.good.clone())
-        };
+        match self.lookup(word, trace) {
+            Lookup::Done(result) => result,
+            // Boxed: waiting is rare (a miss, or a refresh under way), and
+            // inline its state would make every request's future larger
+            // (see server::connection_service).
+            Lookup::Wait(wait) => Box::pin(self.finish(wait)).await,
+        }
+    }
 
+    /// What can be decided without waiting: a fresh hit, a stale answer or
+    /// an error while backing off; otherwise the refresh to wait for,
+    /// started here if none is under way.
+    fn lookup(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Lookup {
+        let now = Instant::now();
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        // The hot path: a fresh hit, without allocating a key.
+        if let Some(good) = slots.get(word).and_then(|slot| slot.good.as_ref())
+            && now < good.fetched + self.ttl
+        {
+            self.metrics.observe_cache(CacheResult::Hit);
+            let served = Served { snapshot: good.clone(), stale: false, fresh_for: good.fetched + self.ttl - now };
+            return Lookup::Done(Ok(served));
+        }
+        let slot = slots.entry(word.to_owned()).or_default();
+        let backing_off = slot.retry_at.is_some_and(|at| now < at);
+        match (&slot.good, &slot.last_error) {
+            (Some(good), _) if backing_off => {
+                self.metrics.observe_cache(CacheResult::Stale);
+                return Lookup::Done(Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO }));
+            }
+            (None, Some(err)) if backing_off => {
+                self.metrics.observe_cache(CacheResult::Miss);
+                return Lookup::Done(Err(err.clone()));
+            }
+            _ => {}
+        }
+        let (refresh, started) = match &slot.refresh {
+            Some((rx, started)) => (rx.clone(), *started),
+            None => {
+                let rx = self.spawn_refresh(word, trace);
+                slot.refresh = Some((rx.clone(), now));
+                (rx, now)
+            }
+        };
+        Lookup::Wait(Wait { refresh, started, now, fallback: slot.good.clone() })
+    }
+
+    /// Waits for the refresh of a [`Lookup::Wait`] and answers from it, or
+    /// from the stale data when it takes too long or fails.
+    async fn finish(&self, wait: Wait) -> Result<Served> {
+        let Wait { mut refresh, started, now, fallback } = wait;
         let outcome = match &fallback {
             // Someone is waiting for data that does not exist yet: wait as
             // long as the source itself may take.
-            None => wait(&mut refresh).await,
+            None => self::wait(&mut refresh).await,
             // Stale data is at hand: wait at most STALE_WAIT from the start
             // of the refresh, so requests arriving while a slow refresh
             // runs do not each wait the whole STALE_WAIT again.
             Some(_) => {
-                let left = STALE_WAIT.saturating_sub(now - refresh_started);
-                tokio::time::timeout(left, wait(&mut refresh)).await.ok().flatten()
+                let left = STALE_WAIT.saturating_sub(now - started);
+                tokio::time::timeout(left, self::wait(&mut refresh)).await.ok().flatten()
             }
         };
         match (outcome, fallback) {

@@ -17,6 +17,7 @@
 //! Request bodies are never read.
 
 use std::cell::RefCell;
+use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -120,8 +121,9 @@ pub const SERVED_ROUTES: [&str; 6] = [
 ];
 
 /// Entry point for both listeners: resolves the route, runs it under the
-/// request timeout, then adds the common headers, logs and counts.
-pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -> Response<Body> {
+/// request timeout, then adds the common headers, logs and counts. Never
+/// fails; the `Result` is the shape hyper's services have.
+pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let route = Route::resolve(listener, req.uri().path());
     let trace = TraceContext::from_traceparent(header_str(req.headers(), &TRACEPARENT));
@@ -164,7 +166,7 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
         status,
         latency: elapsed,
     });
-    response
+    Ok(response)
 }
 
 async fn dispatch<B>(
