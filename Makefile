@@ -27,7 +27,7 @@ fmt: ## Format the code
 	cargo fmt
 
 .PHONY: bench
-bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=10s)
+bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=5s ROUNDS=7)
 	scripts/bench/run.sh
 
 ## --- hostile input: fuzzing (docs/reliability.md, fuzz/) ------------------------

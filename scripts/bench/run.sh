@@ -6,9 +6,10 @@
 # test: `make bench`. Results go into docs/performance.md by hand.
 #
 # Environment: CONNECTIONS (default "64 1024", the issue's two sizes), DURATION
-# (default 10s), THREADS (wrk threads, default 2), ROUNDS (default 3: the
+# (default 5s), THREADS (wrk threads, default 2), ROUNDS (default 7: the
 # service and the ceiling alternate, and the median ratio is reported, since
-# single runs on a shared VM differ by up to 25 %), PORT_BASE (default 18080).
+# single runs on a shared VM differ by up to 25 %; many short pairs gave
+# steadier medians than a few long ones), PORT_BASE (default 18080).
 #
 # At the end it runs the cold path (examples/loadtest.rs cold-path): the
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
@@ -17,9 +18,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 CONNECTIONS=${CONNECTIONS:-64 1024}
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-7}
 PORT_BASE=${PORT_BASE:-18080}
 SERVICE_PORT=$PORT_BASE
 SERVICE_ADMIN=$((PORT_BASE + 1))
