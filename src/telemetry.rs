@@ -6,7 +6,9 @@
 //! request has a trace. Everything else is flattened beside them, fields of
 //! the enclosing spans included, so every line logged while serving a
 //! request carries its `request_id` and `trace_id`. `LOG_FORMAT=text` gives
-//! the usual human-readable lines for a terminal.
+//! the usual human-readable lines for a terminal. The access log (one line
+//! per request, [`log_access`]) has the same shape but a shorter path to
+//! stdout.
 //!
 //! [`TraceContext`] is the W3C `traceparent` of a request: taken from the
 //! incoming header when valid, started here otherwise, logged with every
@@ -749,7 +751,8 @@ pub struct HexId<const N: usize>([u8; N]);
 
 impl<const N: usize> HexId<N> {
     /// `N` random digits (4 random bits each: 128 for a trace id, 64 for a
-    /// span id, so the all-zeros id the spec reserves never comes up).
+    /// span id, so the all-zeros id the spec reserves as invalid is
+    /// practically impossible).
     pub fn random() -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut random = [0u8; N];
