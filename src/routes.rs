@@ -11,7 +11,8 @@
 //! - `GET /metrics` — Prometheus text exposition
 //!
 //! `HEAD` works wherever `GET` does; another method on a known path is 405
-//! with `Allow`; anything else is 404. Every response carries the security
+//! with `Allow`; anything else is 404. An HTTP/1.1 request without exactly
+//! one valid `Host` is 400 on any path (RFC 9112, section 3.2). Every response carries the security
 //! headers (all responses are built by `respond`) and an `X-Request-Id`;
 //! every request is logged once and counted.
 //! Request bodies are never read.
@@ -24,7 +25,7 @@ use std::time::Duration;
 use askama::Template;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -79,9 +80,29 @@ enum Route {
     Readyz,
     Metrics,
     NotFound,
+    /// Not routed at all: the request is malformed (see [`Route::of`]).
+    BadRequest,
 }
 
 impl Route {
+    /// The route of `req`: by path, unless the request breaks a rule that
+    /// holds for every path.
+    fn of<B>(listener: Listener, req: &Request<B>) -> Route {
+        // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
+        // request without a Host, with two, or with an invalid one. Routing
+        // never reads it, but a request that breaks this is not one a
+        // well-behaved client or proxy sent, and proxies in front may have
+        // read it differently.
+        if req.version() == Version::HTTP_11 {
+            let mut hosts = req.headers().get_all(header::HOST).iter();
+            match (hosts.next(), hosts.next()) {
+                (Some(host), None) if is_valid_host(host.as_bytes()) => {}
+                _ => return Route::BadRequest,
+            }
+        }
+        Route::resolve(listener, req.uri().path())
+    }
+
     fn resolve(listener: Listener, path: &str) -> Route {
         match (listener, path) {
             (Listener::Public, "/") => Route::Index,
@@ -105,6 +126,7 @@ impl Route {
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
             Route::NotFound => "not_found",
+            Route::BadRequest => "bad_request",
         }
     }
 }
@@ -125,7 +147,7 @@ pub const SERVED_ROUTES: [&str; 6] = [
 /// fails; the `Result` is the shape hyper's services have.
 pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
-    let route = Route::resolve(listener, req.uri().path());
+    let route = Route::of(listener, &req);
     let trace = TraceContext::from_traceparent(header_str(req.headers(), &TRACEPARENT));
     let client_id = header_str(req.headers(), &X_REQUEST_ID).filter(|id| is_safe_request_id(id));
     // Checking the ids' digits again for each use adds up: once, here.
@@ -176,15 +198,16 @@ async fn dispatch<B>(
     trace: &TraceContext,
     request_id: &str,
 ) -> Response<Body> {
-    if route == Route::NotFound {
-        return text(StatusCode::NOT_FOUND, "not found\n", "no-store");
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "no-store");
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
-    }
     match route {
+        Route::BadRequest => {
+            text(StatusCode::BAD_REQUEST, "bad request: exactly one valid Host header is required\n", "no-store")
+        }
+        Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n", "no-store"),
+        _ if req.method() != Method::GET && req.method() != Method::HEAD => {
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n", "no-store");
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
         Route::Hello => text(StatusCode::OK, HELLO, "public, max-age=3600"),
         Route::Index | Route::Counts => match state.cache.get(&state.word, trace).await {
             Ok(served) if route == Route::Index => index_page(state, &served, request_id),
@@ -206,7 +229,6 @@ async fn dispatch<B>(
             );
             response
         }
-        Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n", "no-store"),
     }
 }
 
@@ -414,6 +436,12 @@ static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A `Host` value: `host[:port]` (RFC 9110, section 7.2), or empty, which
+/// is what a client sends for a target without an authority.
+fn is_valid_host(value: &[u8]) -> bool {
+    value.is_empty() || (!value.contains(&b'@') && http::uri::Authority::try_from(value).is_ok())
 }
 
 /// Client-supplied request ids are echoed and logged, so only short ids of

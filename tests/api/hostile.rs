@@ -243,6 +243,44 @@ async fn pipelined_requests_are_answered_in_order() {
     app.shutdown().await;
 }
 
+/// RFC 9112 section 3.2: exactly one valid Host in an HTTP/1.1 request,
+/// else 400. The answer is the service's own (security headers included),
+/// so the connection stays open.
+#[tokio::test]
+async fn http_1_1_requests_need_exactly_one_valid_host() {
+    let app = spawn_app(&[]).await;
+    let bad = |name, request: &str| Case {
+        contains: Some("exactly one valid Host"),
+        ..case(name, request.to_owned(), &["HTTP/1.1 400"], false)
+    };
+    run(
+        &app,
+        vec![
+            bad("no Host", "GET /hello HTTP/1.1\r\n\r\n"),
+            bad("two Hosts", "GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            bad("userinfo in Host", "GET /hello HTTP/1.1\r\nHost: user@a\r\n\r\n"),
+            bad("space in Host", "GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            bad("no Host on an unknown path", "GET /nope HTTP/1.1\r\n\r\n"),
+            bad("no Host, another method", "POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            case("Host with a port", "GET /hello HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", &["HTTP/1.1 200"], false),
+            case("an IPv6 Host", "GET /hello HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", &["HTTP/1.1 200"], false),
+            // What a client sends for a target without an authority.
+            case("empty Host", "GET /hello HTTP/1.1\r\nHost:\r\n\r\n", &["HTTP/1.1 200"], false),
+        ],
+    )
+    .await;
+
+    // The admin port holds to it too; the refusals are counted apart.
+    let (response, _) = raw_exchange(app.admin, b"GET /healthz HTTP/1.1\r\n\r\n", KEEP_ALIVE_PROBE).await;
+    assert_eq!(statuses(&response), ["HTTP/1.1 400"], "{response}");
+    let metrics = app.get_admin("/metrics").await.text().await.expect("metrics");
+    assert!(
+        metrics.contains(r#"wordcount_http_requests_total{route="bad_request",method="GET",status="400"} 6"#),
+        "{metrics}"
+    );
+    app.shutdown().await;
+}
+
 #[tokio::test]
 async fn old_and_odd_request_forms() {
     let app = spawn_app(&[]).await;
