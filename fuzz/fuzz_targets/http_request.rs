@@ -11,8 +11,9 @@
 //! - everything sent back parses as HTTP/1.1 responses;
 //! - each request hyper handed to the service is answered, in order, with
 //!   the status the routing table gives (200/404/405, 503 only where the
-//!   data or readiness can be missing), the security headers and an
-//!   `X-Request-Id`; `/hello` says hello;
+//!   data or readiness can be missing; 400 for an HTTP/1.1 request without
+//!   exactly one valid Host), the security headers and an `X-Request-Id`;
+//!   `/hello` says hello;
 //! - anything else is hyper's own refusal (a 4xx or 505 without a body), and
 //!   nothing follows it on the connection.
 #![no_main]
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::Method;
+use http::{Method, Version};
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
@@ -55,6 +56,33 @@ fn harness() -> &'static Harness {
 struct Seen {
     method: Method,
     path: String,
+    version: Version,
+    hosts: Vec<Vec<u8>>,
+}
+
+/// Whether an HTTP/1.1 request's Host is what RFC 9112 section 3.2 asks
+/// for, as far as this oracle can tell on its own: `Some(false)` for what
+/// is surely wrong (none, two, or characters no host or port has),
+/// `Some(true)` for what is surely right (empty, or a plain name with an
+/// optional port), `None` for anything in between (IPv6 literals,
+/// percent-encoding, ...), where 400 and the routed answer are both fine.
+fn host_is_valid(seen: &Seen) -> Option<bool> {
+    if seen.version != Version::HTTP_11 {
+        return Some(true);
+    }
+    let [host] = seen.hosts.as_slice() else { return Some(false) };
+    if host.iter().any(|b| b" @\"<>\\^`{|}".contains(b) || *b < 0x20 || *b >= 0x7f) {
+        return Some(false);
+    }
+    let (name, port) = match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+        None => (&host[..], None),
+    };
+    let plain_name = name.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'));
+    let plain_port = port.is_none_or(|p| {
+        p.iter().all(u8::is_ascii_digit) && std::str::from_utf8(p).is_ok_and(|p| p.parse::<u16>().is_ok())
+    });
+    if host.is_empty() || (!name.is_empty() && plain_name && plain_port) { Some(true) } else { None }
 }
 
 const SECURITY_HEADERS: &[&str] = &[
@@ -67,7 +95,16 @@ const SECURITY_HEADERS: &[&str] = &[
 ];
 
 /// The status the routing table gives `seen` on `listener`.
-fn expected_status(listener: Listener, seen: &Seen) -> &'static [u16] {
+fn expected_status(listener: Listener, seen: &Seen) -> Vec<u16> {
+    match host_is_valid(seen) {
+        Some(true) => routed_status(listener, seen).to_vec(),
+        Some(false) => vec![400],
+        None => [routed_status(listener, seen), &[400]].concat(),
+    }
+}
+
+/// The status for the path and method, the Host being fine.
+fn routed_status(listener: Listener, seen: &Seen) -> &'static [u16] {
     let known = match listener {
         Listener::Public => ["/", "/api/v1/counts", "/hello"].contains(&seen.path.as_str()),
         Listener::Admin => ["/healthz", "/readyz", "/metrics"].contains(&seen.path.as_str()),
@@ -153,7 +190,9 @@ fuzz_target!(|data: &[u8]| {
         let service = connection_service(Arc::clone(&harness.state), listener);
         let record = Arc::clone(&seen);
         let recording = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-            record.lock().unwrap().push(Seen { method: req.method().clone(), path: req.uri().path().to_owned() });
+            let hosts = req.headers().get_all(http::header::HOST).iter().map(|h| h.as_bytes().to_vec()).collect();
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            record.lock().unwrap().push(Seen { method, path, version: req.version(), hosts });
             service.call(req)
         });
         let connection = http1_builder(&harness.limits).serve_connection(TokioIo::new(server), recording);
