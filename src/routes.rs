@@ -12,10 +12,10 @@
 //!
 //! `HEAD` works wherever `GET` does; another method on a known path is 405
 //! with `Allow`; anything else is 404. An HTTP/1.1 request without exactly
-//! one valid `Host` is 400 on any path (RFC 9112, section 3.2). Every response carries the security
-//! headers (all responses are built by `respond`) and an `X-Request-Id`;
-//! every request is logged once and counted.
-//! Request bodies are never read.
+//! one valid `Host` is 400 on any path (RFC 9112, section 3.2). Every
+//! response carries the security headers (all responses start from
+//! `base_headers`) and an `X-Request-Id`; every request is logged once and
+//! counted. Request bodies are never read.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -382,7 +382,7 @@ fn fresh_headers(content_type: &'static str, age: u64, fresh_for: u64) -> Header
         if let Some((_, headers)) = last.iter().find(|(k, _)| *k == key) {
             return headers.clone();
         }
-        let mut headers = respond(StatusCode::OK, Bytes::new(), content_type, "").into_parts().0.headers;
+        let mut headers = base_headers(content_type, "");
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_str(&format!("public, max-age={fresh_for}"))
@@ -413,13 +413,19 @@ fn respond(
 ) -> Response<Body> {
     let mut response = Response::new(Full::new(body.into()));
     *response.status_mut() = status;
-    *response.headers_mut() = SECURITY_HEADERS.clone();
-    let headers = response.headers_mut();
+    *response.headers_mut() = base_headers(content_type, cache_control);
+    response
+}
+
+/// The security headers, `Content-Type` and (unless empty) `Cache-Control`:
+/// what [`respond`] and [`fresh_headers`] start from.
+fn base_headers(content_type: &'static str, cache_control: &'static str) -> HeaderMap {
+    let mut headers = SECURITY_HEADERS.clone();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     if !cache_control.is_empty() {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
     }
-    response
+    headers
 }
 
 /// The headers every response starts from (see [`respond`]), built once:
