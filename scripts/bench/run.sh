@@ -77,8 +77,8 @@ declare -A RPS
 run() {
   local name=$1 url=$2 pid=$3 conns=$4 round=$5 out rss_before rss_after rps p50 p99 p999 errors
   # Write back the log lines of the previous run now: left to the kernel,
-  # the writeback of ~400 MB lands in the next run, on whichever server
-  # that is (it moved the ratio by 0.1 between rounds).
+  # the writeback of a few hundred MB would land in the next run, on
+  # whichever server that is.
   sync
   rss_before=$(rss_kib "$pid")
   out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s scripts/bench/percentiles.lua "$url")
