@@ -79,12 +79,11 @@ enum Lookup {
     Wait(Wait),
 }
 
-/// A refresh to wait for: the one under way, when it started, when the
-/// request asked, and the stale data to fall back on.
+/// A refresh to wait for: the one under way, how long it had been running
+/// when the request asked, and the stale data to fall back on.
 struct Wait {
     refresh: watch::Receiver<Outcome>,
-    started: Instant,
-    now: Instant,
+    running_for: Duration,
     fallback: Option<Arc<Snapshot>>,
 }
 
@@ -169,13 +168,13 @@ impl Cache {
                 (rx, now)
             }
         };
-        Lookup::Wait(Wait { refresh, started, now, fallback: slot.good.clone() })
+        Lookup::Wait(Wait { refresh, running_for: now - started, fallback: slot.good.clone() })
     }
 
     /// Waits for the refresh of a [`Lookup::Wait`] and answers from it, or
     /// from the stale data when it takes too long or fails.
     async fn finish(&self, wait: Wait) -> Result<Served> {
-        let Wait { mut refresh, started, now, fallback } = wait;
+        let Wait { mut refresh, running_for, fallback } = wait;
         let outcome = match &fallback {
             // Someone is waiting for data that does not exist yet: wait as
             // long as the source itself may take.
@@ -184,7 +183,7 @@ impl Cache {
             // of the refresh, so requests arriving while a slow refresh
             // runs do not each wait the whole STALE_WAIT again.
             Some(_) => {
-                let left = STALE_WAIT.saturating_sub(now - started);
+                let left = STALE_WAIT.saturating_sub(running_for);
                 tokio::time::timeout(left, self::wait(&mut refresh)).await.ok().flatten()
             }
         };
