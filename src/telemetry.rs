@@ -767,7 +767,7 @@ impl<const N: usize> HexId<N> {
     /// `s` when it is `N` lowercase hex digits and not all zeros.
     fn parse(s: &str) -> Option<Self> {
         let hex: [u8; N] = s.as_bytes().try_into().ok()?;
-        let valid = hex.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) && hex.iter().any(|&b| b != b'0');
+        let valid = is_lower_hex(&hex) && hex.iter().any(|&b| b != b'0');
         valid.then_some(HexId(hex))
     }
 
@@ -805,10 +805,15 @@ impl<const N: usize> PartialEq<&str> for HexId<N> {
     }
 }
 
+/// What W3C trace context allows in its fields: lowercase hex only.
+fn is_lower_hex(bytes: &[u8]) -> bool {
+    bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn parse_traceparent(header: &str) -> Option<(HexId<32>, HexId<16>, bool)> {
     let mut parts = header.trim().split('-');
     let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let lower_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let lower_hex = |s: &str, len: usize| s.len() == len && is_lower_hex(s.as_bytes());
     let valid = lower_hex(version, 2)
         && version != "ff"
         // Version 00 has exactly four fields; later versions may append more.
