@@ -9,6 +9,16 @@ help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
+# Targets marked [Debian/x86_64] install with apt or build the x86_64 gnu
+# static binary; on any other machine they stop here with one line, before
+# installing or building anything (use docker as README.md shows there).
+.PHONY: debian-x86_64
+debian-x86_64:
+	@if ! command -v apt-get >/dev/null || [[ "$$(uname -m)" != x86_64 ]]; then \
+		echo "make $(MAKECMDGOALS): needs Debian or Ubuntu on x86_64 (apt, the x86_64 gnu static build), this is $$(uname -s)/$$(uname -m); build and run with docker as README.md shows" >&2; \
+		exit 1; \
+	fi
+
 ## --- service -----------------------------------------------------------------
 
 .PHONY: run test lint fmt
@@ -27,13 +37,13 @@ fmt: ## Format the code
 	cargo fmt
 
 .PHONY: bench
-bench: ## Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=5s ROUNDS=7)
+bench: | debian-x86_64 ## [Debian/x86_64] Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=5s ROUNDS=7)
 	scripts/bench/run.sh
 
 ## --- hostile input: fuzzing (docs/reliability.md, fuzz/) ------------------------
 
 .PHONY: fuzz-tools fuzz fuzz-smoke
-fuzz-tools: ## Install the pinned cargo-fuzz (skips it if present; needs the nightly toolchain)
+fuzz-tools: | debian-x86_64 ## [Debian/x86_64] Install the pinned cargo-fuzz (skips it if present; needs the nightly toolchain)
 	scripts/fuzz/install.sh
 
 fuzz: fuzz-tools ## Long local fuzz run with ASan, FUZZ_SECONDS per target (default 300); FUZZ_TARGETS="config ..." to pick
@@ -45,7 +55,7 @@ fuzz-smoke: fuzz-tools ## CI gate: every fuzz target 20 s from its seed corpus (
 ## --- load, faults, connection scale, rolling restart (docs/reliability.md) ----
 
 .PHONY: loadtest
-loadtest: ## CI-sized: cold path, 10k idle connections, faults under load, rolling restart (~2 min; LOADTEST_BIN=...)
+loadtest: | debian-x86_64 ## [Debian/x86_64] CI-sized: cold path, 10k idle connections, faults under load, rolling restart (~2 min; LOADTEST_BIN=...)
 	scripts/loadtest/run.sh all
 
 ## --- sample data (docs/data.md) ----------------------------------------------
@@ -72,7 +82,7 @@ deny: supply-chain-tools ## cargo-deny: advisories, licences, banned crates, dup
 audit: supply-chain-tools ## cargo-audit on Cargo.lock (RustSec advisories, warnings fatal)
 	$(SUPPLY_CHAIN)/audit.sh lock
 
-audit-bin: supply-chain-tools ## cargo-audit on the cargo-auditable static binary (builds it with `make static`)
+audit-bin: supply-chain-tools | debian-x86_64 ## [Debian/x86_64] cargo-audit on the cargo-auditable static binary (builds it with `make static`)
 	$(SUPPLY_CHAIN)/audit.sh bin
 
 semgrep: supply-chain-tools ## Project Semgrep rules: fixtures (semgrep --test) and a scan of src/
@@ -91,7 +101,7 @@ supply-chain-selftest: supply-chain-tools ## Prove each gate refuses a banned cr
 
 IMAGE_SCRIPTS := scripts/image
 .PHONY: image-tools static image image-test repro-check
-image-tools: ## Install podman/buildah/runc/skopeo, cargo-auditable, hadolint, syft (pinned; skips what is there)
+image-tools: | debian-x86_64 ## [Debian/x86_64] Install podman/buildah/runc/skopeo, cargo-auditable, hadolint, syft (pinned; skips what is there)
 	$(IMAGE_SCRIPTS)/install.sh
 
 static: image-tools ## Static release binary (gnu + crt-static, cargo auditable, reproducible) -> target/x86_64-unknown-linux-gnu/release/wordcount
@@ -115,7 +125,7 @@ local-release: image ## Push localhost/wordcount:dev to a loopback registry by d
 # DEPLOY_ARGS selects image, verification mode and target, e.g.
 #   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
 #   make deploy DEPLOY_ARGS='--from-local-release --target podman'
-deploy: ## Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
+deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
 	scripts/deploy/install.sh --deploy
 	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
 
@@ -125,13 +135,13 @@ signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, o
 ## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
 
 .PHONY: workflows-check
-workflows-check: ## .github/: SHA pins, house rules, action-validator schema, zizmor, yamllint (+ negative tests)
+workflows-check: | debian-x86_64 ## [Debian/x86_64] .github/: SHA pins, house rules, action-validator schema, zizmor, yamllint (+ negative tests)
 	scripts/workflows/check.sh
 
 ## --- observability (docs/observability.md, deploy/observability/) -------------
 
 .PHONY: observability-tools observability-check observability-static
-observability-tools: ## Unpack promtool/amtool/alertmanager from Debian's packages (no daemons), python3-yaml
+observability-tools: | debian-x86_64 ## [Debian/x86_64] Unpack promtool/amtool/alertmanager from Debian's packages (no daemons), python3-yaml
 	scripts/observability/install.sh
 
 observability-check: observability-tools ## Rules + promtool tests + mutants, Alertmanager routes/inhibits, dashboard, scrape relabelling, live /metrics
@@ -149,7 +159,7 @@ manifests: ## Regenerate raw-yaml/ and compose.yaml from deploy/instances.toml
 manifests-check: ## Fail if raw-yaml/ or compose.yaml differ from what deploy/instances.toml generates
 	python3 scripts/manifests/generate.py --check
 
-manifests-test: manifests-check ## raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
+manifests-test: manifests-check | debian-x86_64 ## [Debian/x86_64] raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
 	scripts/manifests/test.sh
 
 dev: ## Every instance on 127.0.0.1 with cargo only (the :8080, and :8081, ...); Ctrl-C stops all; DEV_SOURCE=sample|file|bigquery
