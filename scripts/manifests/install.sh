@@ -30,6 +30,8 @@ case "${1:-}" in
 esac
 
 log() { printf 'manifests install: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib/apt.sh
+source "$here/../lib/apt.sh"
 
 if [[ "${1:-}" == "--podman" ]]; then
 	# Debian 12: podman 4.3, runc (the runtime containers/containers.conf
@@ -37,22 +39,12 @@ if [[ "${1:-}" == "--podman" ]]; then
 	# catatonit, from which podman builds the pause image of every pod
 	# (kube play creates pods; nothing can be pulled here); iproute2 for the
 	# network namespaces podman-play.sh creates.
-	need=()
-	for pkg in podman runc containernetworking-plugins catatonit iproute2; do
-		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'ok installed' || need+=("$pkg")
-	done
-	if ((${#need[@]})); then
-		log "apt-get install ${need[*]}"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-	fi
+	apt_install_missing podman runc containernetworking-plugins catatonit iproute2
 	exit 0
 fi
 
 # The shellcheck gate on this folder's scripts needs Debian's shellcheck.
-if ! command -v shellcheck >/dev/null; then
-	log "apt-get install shellcheck"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends shellcheck >/dev/null
-fi
+apt_install_missing shellcheck
 
 # The venv's name carries the requirements hash; the stamp file is written
 # last, so an interrupted install is redone instead of trusted.
