@@ -140,7 +140,10 @@ async fn serves_the_table_bigquery_computes_and_turns_ready_after_the_first_answ
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         let (top_corpus, top_total) = &expected[0];
-        assert!(html.contains(&format!("<tr><td>{top_corpus}</td><td>{top_total}</td></tr>")), "{html}");
+        assert!(
+            html.contains(&format!("<tr><th scope=\"row\">{top_corpus}</th><td class=\"n\">{top_total}</td>")),
+            "{html}"
+        );
         assert_eq!(h.app.get_admin("/readyz").await.status(), 200);
         assert_eq!((h.fake.jobs_created(), h.fake.tokens_issued()), (1, 1), "one job, one token, then the cache");
         assert!(h.fake.requests().iter().any(|r| r.is_jobs_get()), "job statistics read for the bytes billed");

@@ -38,9 +38,33 @@ async fn index_shows_the_sample_table_for_the() {
     assert_eq!(response.headers()["x-data-stale"], "false");
     let html = response.text().await.unwrap();
     assert!(html.contains("<h1>Amount of times 'the' appears per corpus</h1>"), "{html}");
-    assert!(html.contains("<td>hamlet</td>"));
+    assert!(html.contains("<th scope=\"row\">hamlet</th>"), "{html}");
     assert!(html.contains("Total"));
     assert!(html.contains("sample"));
+    app.shutdown().await;
+}
+
+/// The CSP allows the page's one `<style>` block by its hash: recomputed
+/// here from the served page, so a style edit without a CSP update fails.
+#[tokio::test]
+async fn csp_allows_exactly_the_pages_style_by_hash() {
+    use base64::Engine;
+    use rsa::sha2::{Digest, Sha256};
+    let app = spawn_app(&[]).await;
+
+    let response = app.get("/").await;
+
+    let csp = response.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let html = response.text().await.unwrap();
+    let style =
+        html.split_once("<style>").and_then(|(_, rest)| rest.split_once("</style>")).expect("a <style> block").0;
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style));
+    assert!(
+        csp.contains(&format!("style-src 'sha256-{hash}';")),
+        "set style-src 'sha256-{hash}' in src/routes.rs: {csp}"
+    );
+    assert_eq!(html.matches("<style").count(), 1, "one style block");
+    assert!(!html.contains("style=") && !csp.contains("unsafe"), "no inline style attribute, nothing unsafe");
     app.shutdown().await;
 }
 
