@@ -132,6 +132,10 @@ deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> 
 signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
 	scripts/deploy/signing-test.sh
 
+.PHONY: policy-check
+policy-check: ## cosign/policy/ against the upstream CRD schemas (../shared/crds), offline, unknown fields refused (+negative tests)
+	scripts/policy/check.sh
+
 ## --- GitHub Actions workflows (docs/pipeline.md) ------------------------------
 
 .PHONY: workflows-check
