@@ -58,6 +58,12 @@ fuzz-smoke: fuzz-tools ## CI gate: every fuzz target 20 s from its seed corpus (
 loadtest: | debian-x86_64 ## [Debian/x86_64] CI-sized: cold path, 10k idle connections, faults under load, rolling restart (~2 min; LOADTEST_BIN=...)
 	scripts/loadtest/run.sh all
 
+## --- Python tooling (scripts/pyproject.toml, scripts/requirements.lock) -------
+
+.PHONY: python-lock
+python-lock: ## Re-lock scripts/requirements.lock after changing a pin in scripts/pyproject.toml
+	scripts/lib/python.sh --lock
+
 ## --- sample data (docs/data.md) ----------------------------------------------
 
 .PHONY: data data-check

