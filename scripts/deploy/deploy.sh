@@ -3,10 +3,14 @@
 # unless the exact digest being deployed passed signature verification.
 #
 #   scripts/deploy/deploy.sh --image REF [options]
+#   scripts/deploy/deploy.sh --release-manifests FILE [options]
 #
 # REF is REPO:TAG or REPO@sha256:<hex>. A tag is resolved to its digest ONCE,
 # here; from then on only the digest is used (verified, written into the
 # manifests, applied), so moving the tag mid-deploy changes nothing.
+# FILE is a release's manifests asset (scripts/deploy/release-manifests.sh):
+# its one image digest is verified and the file is applied byte for byte,
+# never re-rendered, so what runs is exactly what the release published.
 #
 # Target (where the rendered manifests go):
 #   --target kubectl   `kubectl apply -f RENDERED` against the current context
@@ -17,11 +21,12 @@
 #
 # Verification (passed to cosign/verify; see its header):
 #   (default)                 keyless, real cosign, release-workflow identity
+#   --tag vX.Y.Z              keyless, the exact identity of that release tag
 #   --key FILE                key-based with cosign (air-gapped)
 #   --key FILE --with-imgsign key-based with tools/imgsign (no cosign binary:
 #                             the local rehearsal)
 #   --no-attestation          skip the SBOM attestation check (loudly)
-#   --from-local-release      image, key and verifier from the last
+#   --from-local-release      manifests asset, key and verifier from the last
 #                             `make local-release` (.tmp/local-release/release.env)
 #
 # Other options:
@@ -40,10 +45,12 @@ say() { printf 'deploy: %s\n' "$*" >&2; }
 fail() { printf 'deploy: NOT DEPLOYED: %s\n' "$*" >&2; exit 1; }
 
 image="" target=kubectl manifests=raw-yaml out=.tmp/deploy/rendered image_name=wordcount
-verify_args=() allow_http=0
+release_file="" verify_args=() allow_http=0
 while (($#)); do
 	case "$1" in
 	--image) image="${2:?}"; shift 2 ;;
+	--release-manifests) release_file="${2:?}"; shift 2 ;;
+	--tag) verify_args+=(--tag "${2:?}"); shift 2 ;;
 	--target) target="${2:?}"; shift 2 ;;
 	--manifests) manifests="${2:?}"; shift 2 ;;
 	--out) out="${2:?}"; shift 2 ;;
@@ -56,7 +63,7 @@ while (($#)); do
 		[[ -r "$env_file" ]] || fail "$env_file is missing: run make local-release first"
 		# shellcheck source=/dev/null
 		source "$env_file"
-		image="$LOCAL_RELEASE_IMAGE"
+		release_file="$LOCAL_RELEASE_MANIFESTS"
 		verify_args+=(--key "$LOCAL_RELEASE_PUBLIC_KEY" --with-imgsign)
 		allow_http=1
 		verify_args+=(--allow-http-registry)
@@ -66,9 +73,29 @@ while (($#)); do
 	*) echo "deploy: unknown argument $1" >&2; usage ;;
 	esac
 done
-[[ -n "$image" ]] || usage
 case "$target" in kubectl | podman | render) ;; *) fail "unknown target $target" ;; esac
-[[ -d "$manifests" ]] || fail "manifest folder $manifests does not exist"
+if [[ -n "$release_file" ]]; then
+	[[ -z "$image" ]] || fail "--image and --release-manifests exclude each other: the asset names its image"
+	[[ -r "$release_file" ]] || fail "cannot read $release_file"
+	# One image, by digest, in every image: line of the asset.
+	mapfile -t refs < <(sed -n 's/^[[:space:]-]*image:[[:space:]]*["'"'"']\{0,1\}\([^"'"'"'[:space:]#]*\).*/\1/p' "$release_file" | sort -u)
+	((${#refs[@]} == 1)) || fail "$release_file names ${#refs[@]} different images (${refs[*]}); a release asset names exactly one digest"
+	[[ "${refs[0]}" == *@sha256:* ]] || fail "$release_file names ${refs[0]}, not a digest"
+	image="${refs[0]}"
+	# render.py's rules catch what the line above cannot (another image, an
+	# image key in a form it cannot rewrite): rendering the asset to its own
+	# digest must change nothing.
+	check_dir="$(mktemp -d)"
+	trap 'rm -rf "$check_dir"' EXIT
+	mkdir "$check_dir/in" && cp "$release_file" "$check_dir/in/"
+	if ! python3 scripts/deploy/render.py "$check_dir/in" "$check_dir/out" "$image_name" "$image" ||
+		! cmp -s "$release_file" "$check_dir/out/$(basename "$release_file")"; then
+		fail "$release_file holds image references other than $image"
+	fi
+else
+	[[ -n "$image" ]] || usage
+	[[ -d "$manifests" ]] || fail "manifest folder $manifests does not exist"
+fi
 
 # --- 1. resolve ------------------------------------------------------------------
 skopeo_tls=()
@@ -98,8 +125,12 @@ if ! cosign/verify "${verify_args[@]}" "$ref"; then
 	fail "$ref failed verification (reason above); nothing was applied"
 fi
 
-# --- 3. render -------------------------------------------------------------------
-if ! python3 scripts/deploy/render.py "$manifests" "$out" "$image_name" "$ref"; then
+# --- 3. render (a release asset is applied as published) -------------------------
+if [[ -n "$release_file" ]]; then
+	rm -rf "$out" && mkdir -p "$out"
+	cp "$release_file" "$out/"
+	say "applying $(basename "$release_file") as published, image $ref"
+elif ! python3 scripts/deploy/render.py "$manifests" "$out" "$image_name" "$ref"; then
 	fail "the manifests in $manifests could not all be pointed at the verified image; nothing was applied"
 fi
 

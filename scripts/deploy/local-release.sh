@@ -11,13 +11,22 @@
 #              key format), not keyless: there is no OIDC token, Fulcio or
 #              Rekor here. The private key lives under .tmp/local-release/
 #              (gitignored) and is replaced on every run.
+#   formats    the legacy format only (sha256-<hex>.sig), which is what the
+#              release's key-based path writes; the keyless bundles in OCI
+#              referrers need Fulcio and Rekor.
+#   assets     the manifests asset and its SHA256SUMS line, not a Sigstore
+#              bundle: imgsign signs images, not blobs.
 # What is the same: the image is addressed by digest from the push on, the
-# signature is cosign's simplesigning format in the sha256-<hex>.sig tag, and
-# the deploy step verifies it with the same cosign/verify entry point.
+# signature is cosign's simplesigning format in the sha256-<hex>.sig tag, the
+# deployable manifests are rendered by the script the release uses
+# (scripts/deploy/release-manifests.sh) and listed in SHA256SUMS, and the
+# deploy step verifies the image with the same cosign/verify entry point and
+# applies that file unchanged.
 #
 # Writes .tmp/local-release/release.env for `deploy.sh --from-local-release`:
 #   LOCAL_RELEASE_IMAGE=127.0.0.1:5000/wordcount@sha256:...
 #   LOCAL_RELEASE_PUBLIC_KEY=.tmp/local-release/cosign.pub
+#   LOCAL_RELEASE_MANIFESTS=.tmp/local-release/dist/wordcount-X.Y.Z-manifests.yaml
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -57,9 +66,17 @@ export COSIGN_PASSWORD
 "$imgsign" generate-key-pair --output-key-prefix "$state/cosign"
 "$imgsign" sign --key "$state/cosign.key" --allow-http-registry "$ref"
 
+# The release asset, as release.sh assets writes it.
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+rm -rf "$state/dist" && mkdir -p "$state/dist"
+manifests="$state/dist/wordcount-$version-manifests.yaml"
+scripts/deploy/release-manifests.sh "$ref" "$manifests"
+(cd "$state/dist" && sha256sum -- * >SHA256SUMS)
+
 cat >"$state/release.env" <<EOF
 LOCAL_RELEASE_IMAGE=$ref
 LOCAL_RELEASE_PUBLIC_KEY=$state/cosign.pub
+LOCAL_RELEASE_MANIFESTS=$manifests
 EOF
 say "signed $ref with a per-run key; deploy it with:"
 say "  scripts/deploy/deploy.sh --from-local-release --target podman"

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # make mock-prod, after `make local-release` (the Makefile runs it first):
-# the image in the loopback registry, signed by the rehearsal key, goes
-# through the real deploy step - resolve, verify the signature, render
-# raw-yaml/ to the verified digest - whose podman target runs
-# scripts/manifests/podman-play.sh on the rendered manifests (the, coffee:
-# own word, uid 65532, read-only root; torn down afterwards).
+# the release's manifests asset (raw-yaml/ rendered to the signed digest by
+# scripts/deploy/release-manifests.sh, as the release workflow publishes it)
+# is checked against its SHA256SUMS and goes through the real deploy step -
+# verify the one image it names, apply the file unchanged - whose podman
+# target runs scripts/manifests/podman-play.sh on it (the, coffee: own word,
+# uid 65532, read-only root; torn down afterwards).
 #
 # Then the play checks must refuse: the same rendered manifests with a
 # writable root filesystem, and with the pod running as root, must each fail
@@ -22,17 +23,21 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-mockprod.XXXXXX")"
 trap 'scripts/deploy/registry.sh stop || true; rm -rf "$work"' EXIT
 scripts/manifests/install.sh --podman
 
-rendered=.tmp/deploy/rendered
-scripts/deploy/deploy.sh --from-local-release --target podman --out "$rendered"
-
-# --- negative cases: the checks must go red --------------------------------------
 # shellcheck source=/dev/null
 source .tmp/local-release/release.env
+(cd "$(dirname "$LOCAL_RELEASE_MANIFESTS")" && sha256sum --check --strict SHA256SUMS >&2)
+rendered=.tmp/deploy/rendered
+scripts/deploy/deploy.sh --from-local-release --target podman --out "$rendered"
+asset="$(basename "$LOCAL_RELEASE_MANIFESTS")"
+cmp "$LOCAL_RELEASE_MANIFESTS" "$rendered/$asset" || { say "FAIL: the deploy step changed the asset"; exit 1; }
+say "ok: the deployed manifests are the published asset, byte for byte"
+
+# --- negative cases: the checks must go red --------------------------------------
 refuse() { # refuse LABEL SED_EXPRESSION EXPECTED_MESSAGE
 	local label=$1 expr=$2 want=$3 dir="$work/$1"
 	cp -r "$rendered" "$dir"
-	sed -i -e "$expr" "$dir/10-instance-tea.yaml"
-	if cmp -s "$rendered/10-instance-tea.yaml" "$dir/10-instance-tea.yaml"; then
+	sed -i -e "$expr" "$dir/$asset"
+	if cmp -s "$rendered/$asset" "$dir/$asset"; then
 		say "FAIL: negative case '$label' changed nothing"; exit 1
 	fi
 	if scripts/manifests/podman-play.sh "$dir" "$LOCAL_RELEASE_IMAGE" tea >"$work/$label.log" 2>&1; then
