@@ -44,7 +44,7 @@ pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 /// The page needs nothing but its own markup and the one `<style>` block of
 /// templates/index.html, allowed by its hash (tests/api/routes.rs recomputes
 /// it from the served page): no scripts, other styles, images, frames or forms.
-const CSP: &str = "default-src 'none'; style-src 'sha256-wdyYPpd5xUL4jJAonTpGlxYkZ3k9RqqJtwIoAk3CT6I='; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const CSP: &str = "default-src 'none'; style-src 'sha256-pm8Sl+PmjWwD0mnwnUYKCRpg/fzgRRT7Mrmtq4BjUEk='; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 pub type Body = Full<Bytes>;
 
