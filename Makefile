@@ -160,6 +160,12 @@ observability-check: observability-tools ## Rules + promtool tests + mutants, Al
 observability-static: observability-tools ## observability-check without building and starting the service
 	scripts/observability/check.sh --static
 
+## --- the page in a real browser (scripts/browser/) ------------------------------
+
+.PHONY: browser-test
+browser-test: | debian-x86_64 ## [Debian/x86_64] The HTML page in headless chromium (apt): bars, CSP, accessibility tree, phone width; screenshots -> target/browser/
+	scripts/browser/test.sh
+
 ## --- manifests and local environments (docs/deploy.md) -------------------------
 
 .PHONY: manifests manifests-check manifests-test dev dev-emulator-data mock-prod
