@@ -540,10 +540,12 @@ fn push_str(line: &mut String, s: &str) {
     line.push('"');
 }
 
-/// Appends `s` escaped for the inside of a JSON string. Most log values
-/// (ids, paths, names) hold nothing to escape and are copied as they are;
-/// the rest take the out-of-line path, which keeps this one small enough
-/// to inline.
+/// Appends `s` escaped for the inside of a JSON string, with every code
+/// point that Rust's `Debug` (and so text mode) escapes written as `\uXXXX`:
+/// bidirectional controls (U+202E), invisible and non-printable ones would
+/// otherwise reach a terminal or log viewer raw. Most log values (ids,
+/// paths, names) are plain ASCII and copied as they are; the rest take the
+/// out-of-line path, which keeps this one small enough to inline.
 #[inline]
 fn escape_into(line: &mut String, s: &str) {
     if needs_escape(s.as_bytes()) {
@@ -564,8 +566,14 @@ fn escape_slow(line: &mut String, s: &str) {
             '\n' => line.push_str("\\n"),
             '\r' => line.push_str("\\r"),
             '\t' => line.push_str("\\t"),
-            // Writing into a String cannot fail.
-            c if u32::from(c) < 0x20 => drop(write!(line, "\\u{:04x}", u32::from(c))),
+            '\'' => line.push(c),
+            // UTF-16 units, as JSON spells code points. Writing into a
+            // String cannot fail.
+            c if u32::from(c) < 0x20 || c.escape_debug().len() > 1 => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    let _ = write!(line, "\\u{unit:04x}");
+                }
+            }
             c => line.push(c),
         }
     }
@@ -582,8 +590,8 @@ impl fmt::Write for Escaper<'_> {
     }
 }
 
-/// Whether `bytes` hold a control character, `"` or `\\`: the bytes JSON
-/// must escape. Eight bytes at a time (the classic "has a byte less than
+/// Whether `bytes` hold a control character, `"`, `\\` or any non-ASCII
+/// byte (which may start a code point to escape). Eight bytes at a time (the classic "has a byte less than
 /// n / equal to c" word tricks, exact for the any-byte question), since
 /// every string of every log line passes through here.
 fn needs_escape(bytes: &[u8]) -> bool {
@@ -594,11 +602,12 @@ fn needs_escape(bytes: &[u8]) -> bool {
     let mut found = 0;
     for chunk in &mut chunks {
         let x = u64::from_ne_bytes(chunk.try_into().unwrap_or_default());
-        found |= x.wrapping_sub(ONES * 0x20) & !x & HIGH // a byte < 0x20
+        found |= x & HIGH // a byte >= 0x80
+            | x.wrapping_sub(ONES * 0x20) & !x & HIGH // a byte < 0x20
             | has_zero(x ^ (ONES * u64::from(b'"')))
             | has_zero(x ^ (ONES * u64::from(b'\\')));
     }
-    found != 0 || chunks.remainder().iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+    found != 0 || chunks.remainder().iter().any(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\')
 }
 
 fn severity(level: Level) -> &'static str {
@@ -895,9 +904,19 @@ mod tests {
         assert_eq!(value["neg"], -3);
     }
 
+    /// Case 8: what text mode's `Debug` escapes, JSON lines escape too.
+    #[test]
+    fn bidi_and_invisible_code_points_are_escaped() {
+        let mut line = String::new();
+        push_str(&mut line, "/a\u{202e}b\u{200b}c\u{2066}\u{feff}\u{85}é日本\u{1f600}'");
+        assert_eq!(line, r#""/a\u202eb\u200bc\u2066\ufeff\u0085é日本😀'""#);
+        let value: String = serde_json::from_str(&line).expect(&line);
+        assert_eq!(value, "/a\u{202e}b\u{200b}c\u{2066}\u{feff}\u{85}é日本\u{1f600}'");
+    }
+
     #[test]
     fn the_escape_check_agrees_with_the_obvious_one() {
-        let obvious = |s: &[u8]| s.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\');
+        let obvious = |s: &[u8]| s.iter().any(|&b| !(0x20..0x80).contains(&b) || b == b'"' || b == b'\\');
         let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"plain ascii text, long enough for chunks".to_vec()];
         // Every byte value at every position of a 19-byte string (two
         // chunks and a remainder), in a background of harmless bytes that
