@@ -882,7 +882,7 @@ async fn refusal(port: u16) -> Result<(), String> {
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.map_err(|e| format!("read: {} after {} bytes", e.kind(), buf.len()))?;
     let text = String::from_utf8_lossy(&buf);
-    if text.starts_with("HTTP/1.1 503") && text.ends_with("too many connections") {
+    if text.starts_with("HTTP/1.1 503") && text.ends_with("too many connections\n") {
         Ok(())
     } else {
         Err(format!("unexpected answer: {:?}", text.lines().next().unwrap_or("")))

@@ -26,24 +26,30 @@ pub const MAX_WORD_CHARS: usize = 64;
 /// The table the original service queried.
 pub const DEFAULT_TABLE: &str = "bigquery-public-data.samples.shakespeare";
 
-/// Read access to environment variables.
+/// Read access to environment variables: `None` when unset, an error
+/// naming `key` when set to something that is not a string.
 pub trait Env {
-    fn var(&self, key: &str) -> Option<String>;
+    fn var(&self, key: &'static str) -> Result<Option<String>>;
 }
 
 /// The real process environment. A variable set to the empty string is set:
-/// `WORD=` is a mistake to report, not a request for the default.
+/// `WORD=` is a mistake to report, not a request for the default; so is a
+/// value that is not valid UTF-8.
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {
-    fn var(&self, key: &str) -> Option<String> {
-        std::env::var(key).ok()
+    fn var(&self, key: &'static str) -> Result<Option<String>> {
+        match std::env::var(key) {
+            Ok(value) => Ok(Some(value)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::config(key, "is not valid UTF-8")),
+        }
     }
 }
 
 impl Env for HashMap<&str, &str> {
-    fn var(&self, key: &str) -> Option<String> {
-        self.get(key).map(|v| (*v).to_owned())
+    fn var(&self, key: &'static str) -> Result<Option<String>> {
+        Ok(self.get(key).map(|v| (*v).to_owned()))
     }
 }
 
@@ -102,7 +108,7 @@ pub struct ServeArgs {
     /// CSV (or .csv.gz) file for SOURCE=file [env: DATA_FILE]
     #[arg(long)]
     pub data_file: Option<String>,
-    /// Seconds a result stays fresh [env: CACHE_TTL] [default: 300]
+    /// Seconds a result stays fresh, at least 1 [env: CACHE_TTL] [default: 300]
     #[arg(long)]
     pub cache_ttl: Option<String>,
     /// Log format: json | text [env: LOG_FORMAT] [default: json]
@@ -111,9 +117,12 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM [env: DRAIN_TIMEOUT] [default: 10]
     #[arg(long)]
     pub drain_timeout: Option<String>,
-    /// Seconds a client gets to send the request headers [env: HEADER_READ_TIMEOUT] [default: 10]
+    /// Seconds a client gets to send the request headers, and an idle keep-alive connection stays open [env: HEADER_READ_TIMEOUT] [default: 10]
     #[arg(long)]
     pub header_read_timeout: Option<String>,
+    /// Seconds an answer may go unread before the connection is closed [env: WRITE_TIMEOUT] [default: 10]
+    #[arg(long)]
+    pub write_timeout: Option<String>,
     /// Seconds a request may take end to end [env: REQUEST_TIMEOUT] [default: 30]
     #[arg(long)]
     pub request_timeout: Option<String>,
@@ -214,6 +223,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub drain_timeout: Duration,
     pub header_read_timeout: Duration,
+    /// Longest a connection's answer may make no progress (the client
+    /// reads none of it) before the connection is closed.
+    pub write_timeout: Duration,
     pub request_timeout: Duration,
     pub max_connections: usize,
 }
@@ -222,28 +234,30 @@ impl Config {
     /// Validates flags and environment into a [`Config`]. The first problem
     /// found is returned; nothing is bound or opened here.
     pub fn load(args: &ServeArgs, env: &dyn Env) -> Result<Config> {
-        let get =
-            |flag: &Option<String>, var: &'static str| -> Option<String> { flag.clone().or_else(|| env.var(var)) };
+        let get = |flag: &Option<String>, var: &'static str| match flag {
+            Some(value) => Ok(Some(value.clone())),
+            None => env.var(var),
+        };
 
-        let word = validate_word(get(&args.word, "WORD").unwrap_or_else(|| "the".into()))?;
-        let word_match = match get(&args.word_match, "WORD_MATCH").as_deref() {
+        let word = validate_word(get(&args.word, "WORD")?.unwrap_or_else(|| "the".into()))?;
+        let word_match = match get(&args.word_match, "WORD_MATCH")?.as_deref() {
             None | Some("exact") => WordMatch::Exact,
             Some("ignore-case") => WordMatch::IgnoreCase,
             Some(other) => return Err(Error::config("WORD_MATCH", unknown(other, "exact, ignore-case"))),
         };
-        let bind_address = match get(&args.bind_address, "BIND_ADDRESS") {
+        let bind_address = match get(&args.bind_address, "BIND_ADDRESS")? {
             None => IpAddr::from([0, 0, 0, 0]),
             Some(s) => s.parse().map_err(|_| Error::config("BIND_ADDRESS", format!("{s:?} is not an IP address")))?,
         };
-        let port = parse_port(get(&args.port, "PORT"), "PORT", 8080)?;
-        let admin_port = parse_port(get(&args.admin_port, "ADMIN_PORT"), "ADMIN_PORT", 9090)?;
+        let port = parse_port(get(&args.port, "PORT")?, "PORT", 8080)?;
+        let admin_port = parse_port(get(&args.admin_port, "ADMIN_PORT")?, "ADMIN_PORT", 9090)?;
         if port == admin_port && port != 0 {
             return Err(Error::config("ADMIN_PORT", format!("must differ from PORT ({port})")));
         }
 
-        let source = match get(&args.source, "SOURCE").as_deref() {
+        let source = match get(&args.source, "SOURCE")?.as_deref() {
             None | Some("sample") => SourceConfig::Sample,
-            Some("file") => match get(&args.data_file, "DATA_FILE") {
+            Some("file") => match get(&args.data_file, "DATA_FILE")? {
                 Some(path) => SourceConfig::File(PathBuf::from(path)),
                 None => return Err(Error::config("DATA_FILE", "is required with SOURCE=file")),
             },
@@ -251,13 +265,13 @@ impl Config {
             Some(other) => return Err(Error::config("SOURCE", unknown(other, "sample, file, bigquery"))),
         };
 
-        let log_format = match get(&args.log_format, "LOG_FORMAT").as_deref() {
+        let log_format = match get(&args.log_format, "LOG_FORMAT")?.as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
             Some(other) => return Err(Error::config("LOG_FORMAT", unknown(other, "json, text"))),
         };
 
-        let max_connections = parse_number(get(&args.max_connections, "MAX_CONNECTIONS"), "MAX_CONNECTIONS", 10_000)?;
+        let max_connections = parse_number(get(&args.max_connections, "MAX_CONNECTIONS")?, "MAX_CONNECTIONS", 10_000)?;
         if max_connections == 0 {
             return Err(Error::config("MAX_CONNECTIONS", "must be at least 1"));
         }
@@ -269,15 +283,22 @@ impl Config {
             port,
             admin_port,
             source,
-            cache_ttl: parse_seconds(get(&args.cache_ttl, "CACHE_TTL"), "CACHE_TTL", 300)?,
+            // At least a second: 0 would turn the cache off, one query
+            // job per request; from 1 s on, single flight keeps it to one
+            // job per TTL per instance whatever the traffic.
+            cache_ttl: positive(parse_seconds(get(&args.cache_ttl, "CACHE_TTL")?, "CACHE_TTL", 300)?, "CACHE_TTL")?,
             log_format,
-            drain_timeout: parse_seconds(get(&args.drain_timeout, "DRAIN_TIMEOUT"), "DRAIN_TIMEOUT", 10)?,
+            drain_timeout: parse_seconds(get(&args.drain_timeout, "DRAIN_TIMEOUT")?, "DRAIN_TIMEOUT", 10)?,
             header_read_timeout: positive(
-                parse_seconds(get(&args.header_read_timeout, "HEADER_READ_TIMEOUT"), "HEADER_READ_TIMEOUT", 10)?,
+                parse_seconds(get(&args.header_read_timeout, "HEADER_READ_TIMEOUT")?, "HEADER_READ_TIMEOUT", 10)?,
                 "HEADER_READ_TIMEOUT",
             )?,
+            write_timeout: positive(
+                parse_seconds(get(&args.write_timeout, "WRITE_TIMEOUT")?, "WRITE_TIMEOUT", 10)?,
+                "WRITE_TIMEOUT",
+            )?,
             request_timeout: positive(
-                parse_seconds(get(&args.request_timeout, "REQUEST_TIMEOUT"), "REQUEST_TIMEOUT", 30)?,
+                parse_seconds(get(&args.request_timeout, "REQUEST_TIMEOUT")?, "REQUEST_TIMEOUT", 30)?,
                 "REQUEST_TIMEOUT",
             )?,
             max_connections: max_connections as usize,
@@ -287,13 +308,20 @@ impl Config {
 
 /// The admin port alone, for `wordcount healthcheck`.
 pub fn admin_port(flag: Option<String>, env: &dyn Env) -> Result<u16> {
-    parse_port(flag.or_else(|| env.var("ADMIN_PORT")), "ADMIN_PORT", 9090)
+    let raw = match flag {
+        Some(value) => Some(value),
+        None => env.var("ADMIN_PORT")?,
+    };
+    parse_port(raw, "ADMIN_PORT", 9090)
 }
 
 fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
-    let get = |flag: &Option<String>, var: &'static str| flag.clone().or_else(|| env.var(var));
+    let get = |flag: &Option<String>, var: &'static str| match flag {
+        Some(value) => Ok(Some(value.clone())),
+        None => env.var(var),
+    };
 
-    let project = get(&args.bigquery_project, "BIGQUERY_PROJECT")
+    let project = get(&args.bigquery_project, "BIGQUERY_PROJECT")?
         .ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is required with SOURCE=bigquery"))?;
     if !is_project_id(&project) {
         return Err(Error::config(
@@ -301,10 +329,10 @@ fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
             format!("{project:?} is not a GCP project id (lowercase letters, digits, '-', optionally 'domain:')"),
         ));
     }
-    let table = get(&args.bigquery_table, "BIGQUERY_TABLE").unwrap_or_else(|| DEFAULT_TABLE.into());
+    let table = get(&args.bigquery_table, "BIGQUERY_TABLE")?.unwrap_or_else(|| DEFAULT_TABLE.into());
     validate_table(&table)?;
 
-    let endpoint = get(&args.bigquery_endpoint, "BIGQUERY_ENDPOINT");
+    let endpoint = get(&args.bigquery_endpoint, "BIGQUERY_ENDPOINT")?;
     if let Some(url) = &endpoint {
         let valid = (url.starts_with("http://") || url.starts_with("https://"))
             && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some() && u.query().is_none());
@@ -312,7 +340,7 @@ fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
             return Err(Error::config("BIGQUERY_ENDPOINT", format!("{url:?} is not an http(s) URL")));
         }
     }
-    let auth = match get(&args.bigquery_auth, "BIGQUERY_AUTH").as_deref() {
+    let auth = match get(&args.bigquery_auth, "BIGQUERY_AUTH")?.as_deref() {
         None | Some("google") => BigQueryAuth::Google,
         Some("none") if endpoint.is_some() => BigQueryAuth::None,
         Some("none") => {
@@ -323,14 +351,14 @@ fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
         }
         Some(other) => return Err(Error::config("BIGQUERY_AUTH", unknown(other, "google, none"))),
     };
-    let location = get(&args.bigquery_location, "BIGQUERY_LOCATION");
+    let location = get(&args.bigquery_location, "BIGQUERY_LOCATION")?;
     if let Some(loc) = &location
         && (loc.is_empty() || loc.len() > 64 || !loc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
     {
         return Err(Error::config("BIGQUERY_LOCATION", format!("{loc:?} is not a BigQuery location")));
     }
     let max_bytes_billed = parse_number(
-        get(&args.bigquery_max_bytes_billed, "BIGQUERY_MAX_BYTES_BILLED"),
+        get(&args.bigquery_max_bytes_billed, "BIGQUERY_MAX_BYTES_BILLED")?,
         "BIGQUERY_MAX_BYTES_BILLED",
         100 * 1024 * 1024,
     )?;
@@ -338,11 +366,11 @@ fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
         return Err(Error::config("BIGQUERY_MAX_BYTES_BILLED", "must be at least 1"));
     }
     let timeout = positive(
-        parse_seconds(get(&args.bigquery_timeout, "BIGQUERY_TIMEOUT"), "BIGQUERY_TIMEOUT", 20)?,
+        parse_seconds(get(&args.bigquery_timeout, "BIGQUERY_TIMEOUT")?, "BIGQUERY_TIMEOUT", 20)?,
         "BIGQUERY_TIMEOUT",
     )?;
 
-    let credentials_file = env.var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
+    let credentials_file = env.var("GOOGLE_APPLICATION_CREDENTIALS")?.map(PathBuf::from);
 
     Ok(BigQueryConfig { project, table, max_bytes_billed, timeout, location, endpoint, auth, credentials_file })
 }
@@ -504,6 +532,8 @@ mod tests {
             (&[("BIND_ADDRESS", "localhost")], "BIND_ADDRESS", "not an IP"),
             (&[("MAX_CONNECTIONS", "0")], "MAX_CONNECTIONS", "at least 1"),
             (&[("HEADER_READ_TIMEOUT", "0")], "HEADER_READ_TIMEOUT", "at least 1"),
+            (&[("WRITE_TIMEOUT", "0")], "WRITE_TIMEOUT", "at least 1"),
+            (&[("CACHE_TTL", "0")], "CACHE_TTL", "at least 1"),
             (&[("SOURCE", "bigquery")], "BIGQUERY_PROJECT", "required"),
             (&[("SOURCE", "bigquery"), ("BIGQUERY_PROJECT", "My Project")], "BIGQUERY_PROJECT", "not a GCP project"),
             (

@@ -64,7 +64,8 @@ pub async fn build(config: &Config) -> Result<App> {
     let metrics = Arc::new(Metrics::new(&config.word, config.source.kind(), &routes::SERVED_ROUTES));
     let (source, source_label): (Arc<dyn CountsSource>, String) = match &config.source {
         SourceConfig::Sample => (Arc::new(SampleSource), "the sample table compiled into this binary".into()),
-        SourceConfig::File(path) => (Arc::new(FileSource::open(path)?), format!("the file {}", path.display())),
+        // The kind only: the server's file paths are not the public's business.
+        SourceConfig::File(path) => (Arc::new(FileSource::open(path)?), "a data file".into()),
         SourceConfig::BigQuery(bq) => (
             Arc::new(bigquery::BigQuerySource::connect(bq.clone(), Arc::clone(&metrics)).await?),
             format!("BigQuery table {}", bq.table),
@@ -83,6 +84,7 @@ pub async fn build(config: &Config) -> Result<App> {
     };
     let limits = Limits {
         header_read_timeout: config.header_read_timeout,
+        write_timeout: config.write_timeout,
         max_connections: connection_cap(config.max_connections, open_file_limit()),
         drain_timeout: config.drain_timeout,
     };
@@ -123,7 +125,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// File descriptors kept back from the public listener's connection cap:
-/// the admin listener's 64 connections, the listeners, the data source's
+/// the admin listener's [`server::ADMIN_CONNECTIONS`], the listeners, the data source's
 /// connections and the process's own files.
 const RESERVED_FDS: usize = 128;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use clap::error::ErrorKind;
 use wordcount::config::{Cli, Command, Config, ProcessEnv, ServeArgs, SourceConfig};
 use wordcount::{App, Error, server, telemetry};
 
@@ -14,7 +15,11 @@ const EXIT_CONFIG: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
+        Err(err) => return usage_error(&err),
+    };
     match cli.command {
         Some(Command::Healthcheck { ready, admin_port }) => healthcheck(ready, admin_port).await,
         Some(Command::Serve(args)) => serve(*args).await,
@@ -69,6 +74,15 @@ async fn listen_and_run(app: App, config: &Config) -> anyhow::Result<()> {
 
 fn config_error(err: &Error) -> ExitCode {
     eprintln!("wordcount: invalid configuration: {err}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Like a configuration error: exit 64 with one line, clap's first (its
+/// usage and tips follow in `--help`).
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let rendered = err.render().to_string();
+    let problem = rendered.lines().next().unwrap_or_default().trim_start_matches("error: ");
+    eprintln!("wordcount: invalid arguments: {problem} (see --help)");
     ExitCode::from(EXIT_CONFIG)
 }
 

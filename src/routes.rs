@@ -12,10 +12,13 @@
 //!
 //! `HEAD` works wherever `GET` does; another method on a known path is 405
 //! with `Allow`; anything else is 404. An HTTP/1.1 request without exactly
-//! one valid `Host` is 400 on any path (RFC 9112, section 3.2). Every
-//! response carries the security headers (all responses start from
-//! `base_headers`) and an `X-Request-Id`; every request is logged once and
-//! counted. Request bodies are never read.
+//! one valid `Host`, or a request of any version with two or an invalid
+//! one, is 400 on any path (RFC 9112, section 3.2), and its connection is
+//! closed. A connection over its listener's cap gets 503 to every request
+//! ([`Listener::OverCapacity`]). Every response carries the security headers
+//! (all responses start from `base_headers`) and an `X-Request-Id`; every
+//! request is logged once and counted, those hyper refused before routing
+//! included ([`log_unparsed`]). Request bodies are never read.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -70,6 +73,9 @@ pub struct State {
 pub enum Listener {
     Public,
     Admin,
+    /// A connection either listener accepted over its cap: every request
+    /// on it is answered 503 and the connection closed.
+    OverCapacity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,23 +89,28 @@ enum Route {
     NotFound,
     /// Not routed at all: the request is malformed (see [`Route::of`]).
     BadRequest,
+    /// Not routed at all: the connection is over its listener's cap.
+    OverCapacity,
 }
 
 impl Route {
     /// The route of `req`: by path, unless the request breaks a rule that
     /// holds for every path.
     fn of<B>(listener: Listener, req: &Request<B>) -> Route {
+        if listener == Listener::OverCapacity {
+            return Route::OverCapacity;
+        }
         // RFC 9112 section 3.2: a server MUST answer 400 to an HTTP/1.1
-        // request without a Host, with two, or with an invalid one. Routing
+        // request without a Host, with two, or with an invalid one; HTTP/1.0
+        // may leave Host out, but not send two or an invalid one. Routing
         // never reads it, but a request that breaks this is not one a
         // well-behaved client or proxy sent, and proxies in front may have
         // read it differently.
-        if req.version() == Version::HTTP_11 {
-            let mut hosts = req.headers().get_all(header::HOST).iter();
-            match (hosts.next(), hosts.next()) {
-                (Some(host), None) if is_valid_host(host.as_bytes()) => {}
-                _ => return Route::BadRequest,
-            }
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (Some(host), None) if is_valid_host(host.as_bytes()) => {}
+            (None, _) if req.version() < Version::HTTP_11 => {}
+            _ => return Route::BadRequest,
         }
         Route::resolve(listener, req.uri().path())
     }
@@ -112,6 +123,7 @@ impl Route {
             (Listener::Admin, "/healthz") => Route::Healthz,
             (Listener::Admin, "/readyz") => Route::Readyz,
             (Listener::Admin, "/metrics") => Route::Metrics,
+            (Listener::OverCapacity, _) => Route::OverCapacity,
             _ => Route::NotFound,
         }
     }
@@ -128,6 +140,7 @@ impl Route {
             Route::Metrics => "metrics",
             Route::NotFound => "not_found",
             Route::BadRequest => "bad_request",
+            Route::OverCapacity => "over_capacity",
         }
     }
 }
@@ -200,8 +213,17 @@ async fn dispatch<B>(
     request_id: &str,
 ) -> Response<Body> {
     match route {
-        Route::BadRequest => {
-            text(StatusCode::BAD_REQUEST, "bad request: exactly one valid Host header is required\n", "no-store")
+        // Whatever else the client sent on this connection is not to be
+        // trusted either: the connection is closed after these.
+        Route::BadRequest => closing(text(
+            StatusCode::BAD_REQUEST,
+            "bad request: exactly one valid Host header is required\n",
+            "no-store",
+        )),
+        Route::OverCapacity => {
+            let mut response = text(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n", "no-store");
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            closing(response)
         }
         Route::NotFound => text(StatusCode::NOT_FOUND, "not found\n", "no-store"),
         _ if req.method() != Method::GET && req.method() != Method::HEAD => {
@@ -261,6 +283,32 @@ struct CountsBody<'a> {
     total: u64,
     fetched_at: String,
     stale: bool,
+}
+
+/// `response`, with the connection closed after it.
+fn closing(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Counts and logs a request hyper answered itself (`status` 400 or 431)
+/// because it could not parse it: no route, method or path is known, and
+/// the answer is hyper's own, empty and closing the connection.
+pub fn log_unparsed(state: &State, status: u16, err: &hyper::Error) {
+    let trace = TraceContext::from_traceparent(None);
+    let route = "malformed";
+    state.metrics.observe_request(route, "other", status, Duration::ZERO);
+    tracing::debug!(error = %err, status, "request refused by the HTTP parser");
+    telemetry::log_access(&Access {
+        request_id: trace.span_id.as_str(),
+        trace_id: trace.trace_id.as_str(),
+        span_id: trace.span_id.as_str(),
+        method: "other",
+        path: "",
+        route,
+        status,
+        latency: Duration::ZERO,
+    });
 }
 
 /// A fresh answer's body is rendered once per snapshot and shared; a stale
@@ -326,12 +374,12 @@ fn render_counts(state: &State, served: &Served) -> Result<Bytes, String> {
 }
 
 /// No data at all to show: 503 in the route's own format, with a hint
-/// when to come back. The cause goes to the log, not to the user.
+/// when to come back. The cause goes to the log, the metrics and
+/// `/readyz`, not to anonymous users.
 fn unavailable(route: Route, state: &State, err: &Error, request_id: &str) -> Response<Body> {
     let status = err.status();
     let mut response = if route == Route::Counts {
-        let body =
-            serde_json::json!({ "error": "data source unavailable", "reason": err.reason(), "word": state.word });
+        let body = serde_json::json!({ "error": "data source unavailable", "word": state.word });
         respond(status, body.to_string(), "application/json", "no-store")
     } else {
         match (UnavailablePage { word: &state.word, request_id }).render() {

@@ -4,15 +4,27 @@
 //! bind port 0 and stop the server whenever they like. Each listener:
 //! - serves HTTP/1.1 (keep-alive) with a header read timeout and a cap on
 //!   header size (larger requests get 431 from hyper);
-//! - holds at most `MAX_CONNECTIONS` connections; one more is answered with
-//!   a plain 503 and closed, instead of being left waiting in the backlog;
+//! - closes a connection whose answer makes no progress for `WRITE_TIMEOUT`
+//!   (a client that stops reading); an idle keep-alive connection is closed
+//!   after `HEADER_READ_TIMEOUT`, since hyper times the wait for the next
+//!   request's headers from the end of the previous answer;
+//! - holds at most `MAX_CONNECTIONS` connections (the admin listener 64, at
+//!   most [`ADMIN_PER_PEER`] from one address); one more is answered 503
+//!   by the routes' own code (counted, logged, security headers) and closed,
+//!   instead of being left waiting in the backlog;
+//! - counts and logs the 400/431 hyper answers by itself to a request it
+//!   cannot parse;
 //! - on shutdown stops accepting, marks the instance not ready, lets
 //!   in-flight requests finish within `DRAIN_TIMEOUT` and warns if the drain
 //!   runs out.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -21,9 +33,10 @@ use hyper::server::conn::http1;
 use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::routes::{self, Body, Listener, State};
 
@@ -33,12 +46,20 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
 }
 
-const REFUSED: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 20\r\ncontent-type: text/plain\r\nretry-after: 1\r\n\r\ntoo many connections";
+/// Connections the admin listener holds, and how many of them one peer
+/// address may take: the kubelet's probes and a Prometheus scrape each need
+/// one or two, so a client holding idle sockets locks out only itself.
+pub const ADMIN_CONNECTIONS: usize = 64;
+pub const ADMIN_PER_PEER: usize = 4;
+
+/// How long a connection over the cap gets to send the request its 503
+/// answers.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Serves both listeners until `shutdown` completes, then drains.
 pub async fn run(
@@ -50,11 +71,14 @@ pub async fn run(
 ) {
     let graceful = GracefulShutdown::new();
     let http = http1_builder(&limits);
+    let mut refusal = http1_builder(&Limits { header_read_timeout: REFUSAL_TIMEOUT, ..limits });
+    refusal.keep_alive(false);
 
     // Each listener has its own cap, so a flood on the public port cannot
     // lock out the kubelet's probes on the admin port.
     let public_slots = Arc::new(Semaphore::new(limits.max_connections));
-    let admin_slots = Arc::new(Semaphore::new(64));
+    let admin_slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+    let admin_peers = PeerSlots::default();
 
     tokio::pin!(shutdown);
     loop {
@@ -64,8 +88,8 @@ pub async fn run(
             accepted = public.accept() => (accepted, Listener::Public, &public_slots),
             accepted = admin.accept() => (accepted, Listener::Admin, &admin_slots),
         };
-        let stream = match stream {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match stream {
+            Ok((stream, peer)) => (stream, peer.ip()),
             Err(err) => {
                 // Typically EMFILE: back off instead of spinning.
                 tracing::warn!(error = %err, "accept failed");
@@ -73,23 +97,27 @@ pub async fn run(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
+        let _ = stream.set_nodelay(true);
+        let peer_permit = match listener {
+            Listener::Admin => admin_peers.try_acquire(peer),
+            _ => Some(PeerPermit::default()),
+        };
+        let (Ok(permit), Some(peer_permit)) = (Arc::clone(slots).try_acquire_owned(), peer_permit) else {
             state.metrics.connection_rejected();
-            tokio::spawn(refuse(stream));
+            let io = TokioIo::new(WriteDeadline::new(stream, REFUSAL_TIMEOUT));
+            let refused = refusal.serve_connection(io, connection_service(Arc::clone(&state), Listener::OverCapacity));
+            tokio::spawn(finish(refused, Arc::clone(&state)));
             continue;
         };
-        let _ = stream.set_nodelay(true);
 
-        let metrics = Arc::clone(&state.metrics);
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), connection_service(Arc::clone(&state), listener)));
+        let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+        let state = Arc::clone(&state);
+        let connection = graceful.watch(http.serve_connection(io, connection_service(Arc::clone(&state), listener)));
         tokio::spawn(async move {
-            metrics.connection_opened();
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-            metrics.connection_closed();
-            drop(permit);
+            state.metrics.connection_opened();
+            finish(connection, Arc::clone(&state)).await;
+            state.metrics.connection_closed();
+            drop((permit, peer_permit));
         });
     }
 
@@ -142,13 +170,122 @@ pub fn connection_service(
     })
 }
 
-/// Answers a connection over the cap with a short 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        let _ = stream.write_all(REFUSED).await;
-        let _ = stream.shutdown().await;
-    })
-    .await;
+/// Runs a connection to its end. A request hyper could not parse was
+/// answered by hyper itself (400, or 431 past [`MAX_HEADER_BYTES`]), before
+/// the routes saw it: it is counted and logged here.
+async fn finish(connection: impl Future<Output = hyper::Result<()>>, state: Arc<State>) {
+    let Err(err) = connection.await else { return };
+    let status = if err.is_parse_too_large() {
+        431
+    } else if err.is_parse() {
+        400
+    } else {
+        tracing::debug!(error = %err, "connection ended with an error");
+        return;
+    };
+    routes::log_unparsed(&state, status, &err);
+}
+
+/// Connections held per peer address.
+type PeerCounts = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Per-peer connection counts of one listener.
+#[derive(Default)]
+struct PeerSlots(PeerCounts);
+
+impl PeerSlots {
+    /// A slot for `peer`, unless it already holds [`ADMIN_PER_PEER`].
+    fn try_acquire(&self, peer: IpAddr) -> Option<PeerPermit> {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = counts.entry(peer).or_default();
+        if *held >= ADMIN_PER_PEER {
+            return None;
+        }
+        *held += 1;
+        Some(PeerPermit(Some((Arc::clone(&self.0), peer))))
+    }
+}
+
+/// A peer's slot; given back on drop.
+#[derive(Default)]
+struct PeerPermit(Option<(PeerCounts, IpAddr)>);
+
+impl Drop for PeerPermit {
+    fn drop(&mut self) {
+        let Some((counts, peer)) = self.0.take() else { return };
+        let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&peer) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&peer);
+            }
+        }
+    }
+}
+
+/// A connection's socket whose writes fail with `TimedOut` once one has
+/// made no progress for `limit`: a client that stops reading cannot hold
+/// its connection (and slot) with an answer stuck in the send buffer.
+/// hyper has no write timeout of its own.
+pub struct WriteDeadline<S> {
+    inner: S,
+    limit: Duration,
+    /// Running while a write waits for room; reset by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        WriteDeadline { inner, limit, stalled: None }
+    }
+
+    /// `poll`'s result, or `TimedOut` once writes have waited `limit`.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<std::io::Result<T>>) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        ready!(stalled.as_mut().poll(cx));
+        Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
 }
 
 /// Completes on SIGTERM (what Kubernetes and container runtimes send to stop

@@ -22,6 +22,7 @@ const VARIABLES: &[&str] = &[
     "SOURCE",
     "DATA_FILE",
     "CACHE_TTL",
+    "WRITE_TIMEOUT",
     "LOG_FORMAT",
     "DRAIN_TIMEOUT",
     "HEADER_READ_TIMEOUT",
@@ -39,8 +40,8 @@ const VARIABLES: &[&str] = &[
 struct Vars(HashMap<String, String>);
 
 impl Env for Vars {
-    fn var(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
+    fn var(&self, key: &'static str) -> wordcount::Result<Option<String>> {
+        Ok(self.0.get(key).cloned())
     }
 }
 
@@ -61,7 +62,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(!config.word.chars().any(char::is_control), "{:?}", config.word);
             assert!(config.port != config.admin_port || config.port == 0);
             assert!(config.max_connections >= 1);
-            for d in [config.cache_ttl, config.drain_timeout, config.header_read_timeout, config.request_timeout] {
+            for d in [config.cache_ttl, config.drain_timeout, config.header_read_timeout, config.write_timeout, config.request_timeout] {
                 assert!(usable(d), "accepted a duration the server cannot use: {d:?}");
             }
             assert!(!config.header_read_timeout.is_zero() && !config.request_timeout.is_zero());

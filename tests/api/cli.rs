@@ -37,6 +37,59 @@ fn invalid_configuration_exits_64_with_one_line_naming_the_variable() {
     }
 }
 
+/// Case 9: 0 turned the cache off (one query job per request).
+#[test]
+fn a_cache_ttl_of_zero_is_refused() {
+    let output = run(&[("CACHE_TTL", "0")], &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("CACHE_TTL: must be at least 1 second"), "{stderr}");
+}
+
+/// Case 3: a value that is not UTF-8 is refused, not taken for unset.
+#[test]
+fn settings_that_are_not_utf8_exit_64_with_one_line_naming_the_variable() {
+    use std::os::unix::ffi::OsStrExt;
+    for (var, value) in [("WORD", &b"caf\xe9"[..]), ("PORT", b"\xff"), ("SOURCE", b"\xff"), ("ADMIN_PORT", b"\xff")] {
+        let output = Command::new(BIN)
+            .env_clear()
+            .env(var, std::ffi::OsStr::from_bytes(value))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the binary");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{var}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{var}: {stderr}");
+        assert!(stderr.contains(&format!("{var}: is not valid UTF-8")), "{var}: {stderr}");
+        assert!(output.stdout.is_empty(), "{var}: nothing is served or logged");
+    }
+    // The health check reads ADMIN_PORT too.
+    let output = Command::new(BIN)
+        .arg("healthcheck")
+        .env_clear()
+        .env("ADMIN_PORT", std::ffi::OsStr::from_bytes(b"\xff"))
+        .output()
+        .expect("run the binary");
+    assert_eq!(output.status.code(), Some(64), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// Case 9: the argument parser's errors follow the configuration's rule;
+/// --help and --version still print and exit 0.
+#[test]
+fn argument_errors_exit_64_with_one_line() {
+    for args in [&["--no-such-flag"][..], &["--port"], &["serve", "extra"], &["healthcheck", "--ready=maybe"]] {
+        let output = run(&[], args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("wordcount: invalid arguments: "), "{args:?}: {stderr}");
+    }
+    let help = run(&[], &["--help"]);
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("WRITE_TIMEOUT"));
+}
+
 #[test]
 fn version_names_the_commit() {
     let output = run(&[], &["--version"]);

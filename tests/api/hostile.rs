@@ -244,14 +244,19 @@ async fn pipelined_requests_are_answered_in_order() {
 }
 
 /// RFC 9112 section 3.2: exactly one valid Host in an HTTP/1.1 request,
-/// else 400. The answer is the service's own (security headers included),
-/// so the connection stays open.
+/// else 400; HTTP/1.0 may leave it out but not send two or an invalid one
+/// (case 5). The answer is the service's own (security headers included),
+/// and the connection is closed after it (case 11).
 #[tokio::test]
-async fn http_1_1_requests_need_exactly_one_valid_host() {
+async fn requests_need_exactly_one_valid_host_and_a_refusal_closes() {
     let app = spawn_app(&[]).await;
     let bad = |name, request: &str| Case {
         contains: Some("exactly one valid Host"),
-        ..case(name, request.to_owned(), &["HTTP/1.1 400"], false)
+        ..case(name, request.to_owned(), &["HTTP/1.1 400"], true)
+    };
+    let bad_1_0 = |name, request: &str| Case {
+        contains: Some("exactly one valid Host"),
+        ..case(name, request.to_owned(), &["HTTP/1.0 400"], true)
     };
     run(
         &app,
@@ -266,6 +271,21 @@ async fn http_1_1_requests_need_exactly_one_valid_host() {
             case("an IPv6 Host", "GET /hello HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", &["HTTP/1.1 200"], false),
             // What a client sends for a target without an authority.
             case("empty Host", "GET /hello HTTP/1.1\r\nHost:\r\n\r\n", &["HTTP/1.1 200"], false),
+            bad_1_0("HTTP/1.0, two Hosts", "GET /hello HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"),
+            bad_1_0("HTTP/1.0, userinfo in Host", "GET /hello HTTP/1.0\r\nHost: user@evil\r\n\r\n"),
+            // Asking for keep-alive does not keep a refused connection.
+            bad_1_0(
+                "HTTP/1.0 keep-alive, two Hosts",
+                "GET /hello HTTP/1.0\r\nConnection: keep-alive\r\nHost: a\r\nHost: b\r\n\r\n",
+            ),
+            // Pipelined after a refused request: never answered.
+            bad("a request behind a refused one", "GET /hello HTTP/1.1\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\n\r\n"),
+            case(
+                "HTTP/1.0 with one valid Host",
+                "GET /hello HTTP/1.0\r\nHost: a.example\r\n\r\n",
+                &["HTTP/1.0 200"],
+                true,
+            ),
         ],
     )
     .await;
@@ -275,7 +295,7 @@ async fn http_1_1_requests_need_exactly_one_valid_host() {
     assert_eq!(statuses(&response), ["HTTP/1.1 400"], "{response}");
     let metrics = app.get_admin("/metrics").await.text().await.expect("metrics");
     assert!(
-        metrics.contains(r#"wordcount_http_requests_total{route="bad_request",method="GET",status="400"} 6"#),
+        metrics.contains(r#"wordcount_http_requests_total{route="bad_request",method="GET",status="400"} 10"#),
         "{metrics}"
     );
     app.shutdown().await;

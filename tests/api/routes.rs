@@ -250,6 +250,10 @@ async fn file_source_serves_its_own_rows() {
         serde_json::json!([{"corpus": "hamlet", "total_words": 5}, {"corpus": "tempest", "total_words": 3}])
     );
     assert_eq!(body["total"], 8);
+    // Case 7: the page names the kind of source, never the server's path.
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(page.contains("a data file"), "{page}");
+    assert!(!page.contains(dir.to_str().unwrap()) && !page.contains("counts.csv"), "{page}");
     app.shutdown().await;
     std::fs::remove_dir_all(&dir).ok();
 }

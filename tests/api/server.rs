@@ -20,15 +20,26 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     app.shutdown().await;
 }
 
+/// Case 4: hyper's own refusals are counted too.
 #[tokio::test]
-async fn oversized_headers_are_refused_with_431() {
+async fn oversized_headers_are_refused_with_431_and_counted() {
     let app = spawn_app(&[]).await;
     let request = format!("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(64 * 1024));
 
     let (response, closed) = raw_exchange(app.public, request.as_bytes(), Duration::from_secs(5)).await;
-
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
     assert!(closed);
+    let (response, closed) = raw_exchange(app.public, b"GET /he llo HTTP/1.1\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    assert!(closed);
+
+    let metrics = app.get_admin("/metrics").await.text().await.unwrap();
+    for series in [
+        r#"wordcount_http_requests_total{route="malformed",method="other",status="431"} 1"#,
+        r#"wordcount_http_requests_total{route="malformed",method="other",status="400"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in {metrics}");
+    }
     app.shutdown().await;
 }
 
@@ -49,6 +60,11 @@ async fn connections_over_the_cap_get_a_clean_503() {
         raw_exchange(app.public, b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(closed);
+    // Case 4: the limiter's answer is the routes' own: security headers,
+    // a request id, counted.
+    for header in ["x-content-type-options: nosniff", "content-security-policy: ", "x-request-id: ", "retry-after: 1"] {
+        assert!(response.contains(header), "{header} in {response}");
+    }
     // The admin port has its own budget: probes still get through.
     assert_eq!(app.get_admin("/healthz").await.status(), 200);
 
@@ -57,6 +73,10 @@ async fn connections_over_the_cap_get_a_clean_503() {
     assert_eq!(app.get("/hello").await.status(), 200, "slots free up when connections close");
     let metrics = app.get_admin("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("wordcount_connections_rejected_total 1"), "{metrics}");
+    assert!(
+        metrics.contains(r#"wordcount_http_requests_total{route="over_capacity",method="GET",status="503"} 1"#),
+        "{metrics}"
+    );
     app.shutdown().await;
 }
 
@@ -164,4 +184,92 @@ async fn a_drain_that_runs_out_of_time_still_ends() {
 
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3), "drained in {elapsed:?}");
+}
+
+/// Case 1: a client holding every admin connection it can get, idle, locks
+/// out only itself: the kubelet (another address) is still answered.
+#[tokio::test]
+async fn idle_admin_connections_from_one_client_cannot_starve_the_probes() {
+    let app = spawn_app(&[]).await;
+    let mut held = Vec::new();
+    for _ in 0..wordcount::server::ADMIN_CONNECTIONS {
+        held.push(TcpStream::connect(app.admin).await.unwrap());
+    }
+
+    // The hog's next connection is refused with the limiter's 503...
+    let (response, _) =
+        raw_exchange(app.admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(5)).await;
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    // ...and a probe from another address (127.0.0.2 is loopback too) is not.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut probe = socket.connect(app.admin).await.unwrap();
+    probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), probe.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+    app.shutdown().await;
+}
+
+/// The metric `wordcount_connections_active` (the scrape's own included).
+async fn active_connections(app: &crate::helpers::TestApp) -> i64 {
+    let (metrics, _) = raw_exchange(
+        app.admin,
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wordcount_connections_active "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wordcount_connections_active")
+}
+
+/// Case 2: a client that pipelines requests and never reads the answers
+/// loses its connection once the answer has made no progress for
+/// WRITE_TIMEOUT (paused time: the clock jumps whenever all is blocked).
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_its_answers_is_cut_off() {
+    let app = spawn_app(&[("WRITE_TIMEOUT", "5"), ("HEADER_READ_TIMEOUT", "60"), ("REQUEST_TIMEOUT", "60")]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(app.public).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // Requests for far more answer bytes than both sides' buffers hold.
+    let sender = tokio::spawn(async move {
+        let requests = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200_000);
+        let _ = writer.write_all(&requests).await;
+        writer
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(active_connections(&app).await, 2, "the stuck connection and the scrape");
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(active_connections(&app).await, 1, "closed after WRITE_TIMEOUT without progress");
+    sender.abort();
+    // What was sent before is readable; then the connection ends.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut rest)).await.expect("ended");
+    app.shutdown().await;
+}
+
+/// An idle keep-alive connection is closed once HEADER_READ_TIMEOUT passes
+/// without the next request's headers.
+#[tokio::test(start_paused = true)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_header_read_timeout() {
+    let app = spawn_app(&[("HEADER_READ_TIMEOUT", "10")]).await;
+    let mut stream = TcpStream::connect(app.public).await.unwrap();
+    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    let opened = tokio::time::Instant::now();
+
+    let end = tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await.expect("closed");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    let idle = opened.elapsed();
+    assert!(idle >= Duration::from_secs(10) && idle < Duration::from_secs(11), "closed after {idle:?} idle");
+    app.shutdown().await;
 }
