@@ -7,36 +7,45 @@
 //! `maximumBytesBilled`, so a query that would cost more fails instead, and
 //! a `requestId`, so a retried `jobs.query` does not start a second job.
 //!
+//! The three REST calls (`jobs.query`, `jobs.getQueryResults`, `jobs.get`)
+//! are made here with reqwest and gcp-bigquery-client's serde model: its
+//! client always sends `Authorization`, even an empty one, and turns a
+//! non-JSON error body (a proxy's HTML 502) into a decode error that has
+//! lost the status.
+//!
 //! Credentials come from one gcp_auth provider for the whole process, in
 //! gcp_auth's order: the key file in `GOOGLE_APPLICATION_CREDENTIALS`, gcloud
 //! application-default credentials, the metadata server (GKE Workload
-//! Identity). gcp_auth caches and refreshes tokens; [`GcpAuthenticator`]
-//! adapts it to gcp-bigquery-client, whose own workload-identity path asks the
-//! metadata server on every call. The provider is found on first use, not at
-//! start-up: on GKE the metadata server can need a few seconds after the pod
-//! starts, and the start-up warm-up retries instead of crashing.
+//! Identity). gcp_auth caches and refreshes tokens. The provider is found on
+//! first use, not at start-up: on GKE the metadata server can need a few
+//! seconds after the pod starts, and the start-up warm-up retries instead of
+//! crashing. With `BIGQUERY_AUTH=none` no `Authorization` header is sent.
 //!
-//! Transient failures (5xx, rate limits, broken or unreadable responses,
-//! an attempt that hangs) are retried with exponential back-off and full
-//! jitter, all inside `BIGQUERY_TIMEOUT`; everything else fails at once.
+//! Transient failures (5xx, rate limits, broken or unreadable responses, a
+//! token endpoint out of reach, an attempt that hangs) are retried with
+//! exponential back-off and full jitter, all inside `BIGQUERY_TIMEOUT`; an
+//! authentication failure is retried once with a fresh token (a new
+//! provider, so not gcp_auth's cached one); everything else fails at once.
 //! Tokens and keys are never logged or returned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use gcp_bigquery_client::Client;
-use gcp_bigquery_client::auth::Authenticator;
-use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::error::ResponseError;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
+use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
 use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table_row::TableRow;
 use gcp_bigquery_client::model::table_schema::TableSchema;
-use tokio::sync::OnceCell;
+use serde::de::DeserializeOwned;
+use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::config::{BigQueryAuth, BigQueryConfig, WordMatch};
@@ -61,17 +70,41 @@ const MAX_SERVER_WAIT: Duration = Duration::from_secs(10);
 
 pub struct BigQuerySource {
     config: BigQueryConfig,
-    v2_url: String,
+    /// `{endpoint}/bigquery/v2`.
+    v2_url: reqwest::Url,
     http: reqwest::Client,
-    auth: Credentials,
+    /// `None` with `BIGQUERY_AUTH=none`.
+    auth: Option<Credentials>,
     metrics: Arc<Metrics>,
 }
 
-enum Credentials {
-    None,
-    /// Built on first use; see the module docs.
-    Google(OnceCell<Arc<dyn gcp_auth::TokenProvider>>),
-    KeyFile(Arc<dyn gcp_auth::TokenProvider>),
+/// Where tokens come from: the key file, or gcp_auth's search when unset.
+struct Credentials {
+    key_file: Option<PathBuf>,
+    /// Built on first use (see the module docs); emptied to get a fresh
+    /// token after an authentication failure.
+    provider: Mutex<Option<Arc<dyn gcp_auth::TokenProvider>>>,
+}
+
+impl Credentials {
+    async fn provider(&self) -> Result<Arc<dyn gcp_auth::TokenProvider>> {
+        let mut slot = self.provider.lock().await;
+        if let Some(provider) = &*slot {
+            return Ok(Arc::clone(provider));
+        }
+        let provider = match &self.key_file {
+            Some(path) => key_file_provider(path)?,
+            None => find_provider().await?,
+        };
+        *slot = Some(Arc::clone(&provider));
+        Ok(provider)
+    }
+}
+
+fn key_file_provider(path: &Path) -> Result<Arc<dyn gcp_auth::TokenProvider>> {
+    let provider = gcp_auth::CustomServiceAccount::from_file(path)
+        .map_err(|e| Error::config("GOOGLE_APPLICATION_CREDENTIALS", format!("{}: {e}", path.display())))?;
+    Ok(Arc::new(provider))
 }
 
 impl BigQuerySource {
@@ -79,20 +112,21 @@ impl BigQuerySource {
     /// must be readable and valid, or start-up stops with a config error.
     pub async fn connect(config: BigQueryConfig, metrics: Arc<Metrics>) -> Result<Self> {
         let auth = match (config.auth, &config.credentials_file) {
-            (BigQueryAuth::None, _) => Credentials::None,
+            (BigQueryAuth::None, _) => None,
             (BigQueryAuth::Google, Some(path)) => {
-                let provider = gcp_auth::CustomServiceAccount::from_file(path)
-                    .map_err(|e| Error::config("GOOGLE_APPLICATION_CREDENTIALS", format!("{}: {e}", path.display())))?;
+                let provider = key_file_provider(path)?;
                 let account = key_file_account(path);
                 tracing::info!(credentials = "service-account key file", account, "BigQuery credentials");
-                Credentials::KeyFile(Arc::new(provider))
+                Some(Credentials { key_file: Some(path.clone()), provider: Mutex::new(Some(provider)) })
             }
-            (BigQueryAuth::Google, None) => Credentials::Google(OnceCell::new()),
+            (BigQueryAuth::Google, None) => Some(Credentials { key_file: None, provider: Mutex::new(None) }),
         };
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
+        let v2_url = reqwest::Url::parse(&format!("{root}/bigquery/v2"))
+            .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("{root:?}: {e}")))?;
         let http = http_client(&config, reqwest::header::HeaderMap::new())
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
-        Ok(BigQuerySource { v2_url: format!("{root}/bigquery/v2"), config, http, auth, metrics })
+        Ok(BigQuerySource { v2_url, config, http, auth, metrics })
     }
 
     /// `timeoutMs` for BigQuery: how long it may hold a call open waiting for
@@ -119,22 +153,84 @@ impl BigQuerySource {
         )
     }
 
-    async fn token_provider(&self) -> Result<Option<Arc<dyn gcp_auth::TokenProvider>>> {
-        match &self.auth {
-            Credentials::None => Ok(None),
-            Credentials::KeyFile(provider) => Ok(Some(Arc::clone(provider))),
-            Credentials::Google(cell) => cell.get_or_try_init(find_provider).await.map(|p| Some(Arc::clone(p))),
+    /// The token for the next call; `None` with `BIGQUERY_AUTH=none`.
+    async fn token(&self) -> Result<Option<String>> {
+        let Some(credentials) = &self.auth else { return Ok(None) };
+        match credentials.provider().await?.token(&[SCOPE]).await {
+            Ok(token) => Ok(Some(token.as_str().to_owned())),
+            Err(err) => Err(token_error(&err)),
         }
     }
 
-    /// A client for one refresh. Cheap (no connection is opened here), and
-    /// it lets every call of the refresh carry the trace context of the
-    /// request that caused it.
-    async fn client(&self, trace: &TraceContext) -> Result<Client> {
-        let authenticator = GcpAuthenticator { provider: self.token_provider().await? };
-        let mut builder = gcp_bigquery_client::client_builder::ClientBuilder::new();
-        builder.with_v2_base_url(self.v2_url.clone()).with_client(self.http_for(trace));
-        builder.build_from_authenticator(Arc::new(authenticator)).await.map_err(|e| classify(&e))
+    /// Drops the provider, so the next call's token is a fresh one.
+    async fn forget_token(&self) {
+        if let Some(credentials) = &self.auth {
+            *credentials.provider.lock().await = None;
+        }
+    }
+
+    /// `{v2}/projects/{project}/{path...}`, each segment escaped.
+    fn url(&self, path: &[&str]) -> reqwest::Url {
+        let mut url = self.v2_url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.push("projects").push(&self.config.project).extend(path);
+        }
+        url
+    }
+
+    /// One call: `request` with the token (if any), the answer's JSON as
+    /// `T`, or the failure classified.
+    async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
+        let request = match self.token().await? {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
+        if !status.is_success() {
+            return Err(classify_error(status, &body));
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Malformed(e.to_string()))
+    }
+
+    /// Makes the call `request` builds until it succeeds, fails for good,
+    /// or runs out of attempts. An authentication failure is tried once
+    /// more with a fresh token, at once.
+    async fn retry<T: DeserializeOwned>(
+        &self,
+        call: &'static str,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let (mut attempt, mut fresh_token) = (1, false);
+        loop {
+            let err = match self.call(request()).await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            if matches!(err, Error::Auth(_)) && !fresh_token && self.auth.is_some() {
+                tracing::info!(call, attempt, reason = err.reason(), "retrying BigQuery call with a fresh token");
+                self.forget_token().await;
+                fresh_token = true;
+                continue;
+            }
+            if !err.is_retryable() || attempt >= MAX_ATTEMPTS {
+                tracing::warn!(call, attempt, reason = err.reason(), error = %err, "BigQuery call failed");
+                return Err(err);
+            }
+            let delay = backoff(attempt);
+            tracing::info!(
+                call,
+                attempt,
+                reason = err.reason(),
+                retry_in_ms = delay.as_millis() as u64,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "retrying BigQuery call"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
     }
 
     fn http_for(&self, trace: &TraceContext) -> reqwest::Client {
@@ -150,8 +246,7 @@ impl BigQuerySource {
     }
 
     async fn run_query(&self, word: &str, word_match: WordMatch, trace: &TraceContext) -> Result<Counts> {
-        let client = self.client(trace).await?;
-        let project = self.config.project.as_str();
+        let http = self.http_for(trace);
         let mut request = QueryRequest::new(Self::sql(&self.config.table, word_match));
         request.use_legacy_sql = false;
         request.parameter_mode = Some("NAMED".into());
@@ -171,7 +266,8 @@ impl BigQuerySource {
         request.use_query_cache = Some(true);
         request.labels = Some([("app".to_owned(), "wordcount".to_owned())].into());
 
-        let first = retry("jobs.query", || client.job().query(project, request.clone())).await?;
+        let query_url = self.url(&["queries"]);
+        let first: QueryResponse = self.retry("jobs.query", || http.post(query_url.clone()).json(&request)).await?;
         if let Some(errors) = first.errors.as_ref().filter(|e| !e.is_empty()) {
             return Err(job_error(errors));
         }
@@ -196,9 +292,9 @@ impl BigQuerySource {
                 start_index: None,
                 timeout_ms: Some(self.server_wait()),
             };
-            let page =
-                retry("jobs.getQueryResults", || client.job().get_query_results(project, job_id, params.clone()))
-                    .await?;
+            let url = self.url(&["queries", job_id]);
+            let page: GetQueryResultsResponse =
+                self.retry("jobs.getQueryResults", || http.get(url.clone()).query(&params)).await?;
             if let Some(errors) = page.errors.as_ref().filter(|e| !e.is_empty()) {
                 return Err(job_error(errors));
             }
@@ -218,15 +314,16 @@ impl BigQuerySource {
 
         let mut counts = Counts::new(decode_rows(schema.as_ref(), &rows)?);
         if let Some(job_id) = job.as_deref() {
-            counts.bytes_billed = self.bytes_billed(&client, job_id, location.as_deref()).await;
+            counts.bytes_billed = self.bytes_billed(&http, job_id, location.as_deref()).await;
         }
         Ok(counts)
     }
 
     /// Bytes billed and processed, from the job's statistics. Best effort:
     /// the answer is already in hand, so a failure here only costs a metric.
-    async fn bytes_billed(&self, client: &Client, job_id: &str, location: Option<&str>) -> Option<u64> {
-        match client.job().get_job(&self.config.project, job_id, location).await {
+    async fn bytes_billed(&self, http: &reqwest::Client, job_id: &str, location: Option<&str>) -> Option<u64> {
+        let request = http.get(self.url(&["jobs", job_id])).query(&[("location", location)]);
+        match self.call::<Job>(request).await {
             Ok(job) => {
                 let stats = job.statistics.and_then(|s| s.query)?;
                 let billed = stats.total_bytes_billed.and_then(|b| b.parse().ok()).unwrap_or(0);
@@ -235,7 +332,7 @@ impl BigQuerySource {
                 Some(billed)
             }
             Err(err) => {
-                tracing::debug!(reason = classify(&err).reason(), "job statistics unavailable");
+                tracing::debug!(reason = err.reason(), "job statistics unavailable");
                 None
             }
         }
@@ -307,106 +404,48 @@ fn key_file_account(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// gcp_auth's token provider as gcp-bigquery-client's `Authenticator`: every
-/// call asks gcp_auth, which answers from its cache until the token is
-/// about to expire.
-#[derive(Clone)]
-struct GcpAuthenticator {
-    provider: Option<Arc<dyn gcp_auth::TokenProvider>>,
-}
-
-#[async_trait]
-impl Authenticator for GcpAuthenticator {
-    async fn access_token(&self) -> std::result::Result<String, BQError> {
-        let Some(provider) = &self.provider else {
-            // BIGQUERY_AUTH=none: an emulator that checks no tokens.
-            return Ok(String::new());
-        };
-        match provider.token(&[SCOPE]).await {
-            Ok(token) => Ok(token.as_str().to_owned()),
-            // gcp-bigquery-client has no variant for a foreign token error;
-            // carry ours inside an io::Error and unwrap it in `classify`.
-            Err(err) => {
-                Err(BQError::InvalidServiceAccountAuthenticator(std::io::Error::other(AuthFailure::from(&err))))
-            }
-        }
-    }
-}
-
-/// A token could not be had; `transient` when the token endpoint could not
-/// be reached rather than refusing us.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-struct AuthFailure {
-    message: String,
-    transient: bool,
-}
-
-impl From<&gcp_auth::Error> for AuthFailure {
-    fn from(err: &gcp_auth::Error) -> Self {
-        let transient = matches!(err, gcp_auth::Error::Http(..));
-        AuthFailure { message: format!("token request failed: {err}"), transient }
-    }
-}
-
-/// Calls `f` until it succeeds, fails for good, or runs out of attempts.
-async fn retry<T, F, Fut>(call: &'static str, mut f: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = std::result::Result<T, BQError>>,
-{
-    let started = Instant::now();
-    let mut attempt = 1;
-    loop {
-        let err = match f().await {
-            Ok(value) => return Ok(value),
-            Err(err) => classify(&err),
-        };
-        if !err.is_retryable() || attempt >= MAX_ATTEMPTS {
-            tracing::warn!(call, attempt, reason = err.reason(), error = %err, "BigQuery call failed");
-            return Err(err);
-        }
-        let delay = backoff(attempt);
-        tracing::info!(
-            call,
-            attempt,
-            reason = err.reason(),
-            retry_in_ms = delay.as_millis() as u64,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "retrying BigQuery call"
-        );
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
-}
-
 /// Exponential back-off with full jitter: uniform in [0, min(cap, base·2ⁿ)].
 fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(10)).min(BACKOFF_CAP);
     ceiling.mul_f64(rand::random::<f64>())
 }
 
-/// What a gcp-bigquery-client error means for us.
-pub(crate) fn classify(err: &BQError) -> Error {
+/// A token could not be had. The token endpoint out of reach is a
+/// transport failure, retried like any other; a refusal is `auth`.
+fn token_error(err: &gcp_auth::Error) -> Error {
+    let message = format!("token request failed: {err}");
+    // gcp_auth's variants for "no answer": a broken response, or the
+    // request failing before one (connection refused, TLS, DNS).
     match err {
-        BQError::ResponseError { error } => {
-            let e = &error.error;
+        gcp_auth::Error::Http(..) | gcp_auth::Error::Other("HTTP request failed", _) => Error::Transport(message),
+        _ => Error::Auth(message),
+    }
+}
+
+/// A call that got no usable answer.
+fn transport_error(e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        Error::Transport("the call timed out".into())
+    } else if e.is_decode() || e.is_body() {
+        Error::Malformed(without_url(e))
+    } else {
+        Error::Transport(without_url(e))
+    }
+}
+
+/// A non-2xx answer: Google's JSON error when the body is one, else the
+/// status alone (a proxy's HTML 502 is still a 502).
+pub(crate) fn classify_error(status: http::StatusCode, body: &[u8]) -> Error {
+    match serde_json::from_slice::<ResponseError>(body) {
+        Ok(ResponseError { error: e }) => {
             let reason = e.errors.iter().find_map(|m| m.get("reason")).map(String::as_str).unwrap_or("");
             from_status(e.code, reason, &e.message)
         }
-        BQError::RequestError(e) if e.is_timeout() => Error::Transport("the call timed out".into()),
-        BQError::RequestError(e) if e.is_decode() || e.is_body() => Error::Malformed(without_url(e)),
-        BQError::RequestError(e) => Error::Transport(without_url(e)),
-        BQError::SerializationError(e) => Error::Malformed(e.to_string()),
-        BQError::InvalidServiceAccountAuthenticator(io) => {
-            match io.get_ref().and_then(|e| e.downcast_ref::<AuthFailure>()) {
-                Some(failure) if failure.transient => Error::Transport(failure.message.clone()),
-                Some(failure) => Error::Auth(failure.message.clone()),
-                None => Error::Auth(io.to_string()),
-            }
-        }
-        BQError::NoToken => Error::Auth("no token".into()),
-        other => Error::Transport(other.to_string()),
+        Err(_) => from_status(
+            i64::from(status.as_u16()),
+            "",
+            &format!("HTTP {status} with a body that is not Google's JSON error"),
+        ),
     }
 }
 
@@ -496,6 +535,18 @@ mod tests {
         assert_eq!(from_status(401, "", "x").reason(), "auth");
         assert_eq!(from_status(503, "backendError", "x").reason(), "upstream_5xx");
         assert_eq!(from_status(400, "invalidQuery", "x").reason(), "rejected");
+    }
+
+    /// Case 6: a proxy's HTML 502 is an upstream 5xx (retried), not a
+    /// malformed response.
+    #[test]
+    fn error_bodies_that_are_not_json_are_classified_by_status() {
+        let html = b"<html><body>502 Bad Gateway</body></html>";
+        assert_eq!(classify_error(http::StatusCode::BAD_GATEWAY, html).reason(), "upstream_5xx");
+        assert_eq!(classify_error(http::StatusCode::UNAUTHORIZED, b"").reason(), "auth");
+        assert_eq!(classify_error(http::StatusCode::TOO_MANY_REQUESTS, b"slow down").reason(), "rate_limited");
+        let google = br#"{"error":{"code":403,"message":"no","errors":[{"reason":"accessDenied"}]}}"#;
+        assert_eq!(classify_error(http::StatusCode::FORBIDDEN, google).reason(), "permission_denied");
     }
 
     #[test]

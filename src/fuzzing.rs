@@ -7,7 +7,6 @@
 //! The HTTP path needs no wrapper: [`crate::server::http1_builder`] and
 //! [`crate::server::connection_service`] are what `server::run` uses.
 
-use gcp_bigquery_client::error::{BQError, ResponseError};
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::query_response::QueryResponse;
 
@@ -21,8 +20,8 @@ pub fn is_safe_request_id(id: &str) -> bool {
 }
 
 /// A `jobs.query` response body as the service decodes it: the client's
-/// serde model (a body it cannot parse is `Malformed`, as
-/// `bigquery::classify` maps a decode error), then the rows by schema.
+/// serde model (a body it cannot parse is `Malformed`, as the service's
+/// calls do), then the rows by schema.
 pub fn decode_query_response(json: &[u8]) -> Result<Vec<Row>> {
     let response: QueryResponse = serde_json::from_slice(json).map_err(|e| Error::Malformed(e.to_string()))?;
     crate::bigquery::decode_rows(response.schema.as_ref(), response.rows.as_deref().unwrap_or_default())
@@ -35,10 +34,8 @@ pub fn decode_query_results(json: &[u8]) -> Result<Vec<Row>> {
     crate::bigquery::decode_rows(response.schema.as_ref(), response.rows.as_deref().unwrap_or_default())
 }
 
-/// An error body (non-2xx answer) and what the service makes of it.
+/// An error body of a 502 answer and what the service makes of it (the
+/// body's own code wins when it is Google's JSON error).
 pub fn classify_error_body(json: &[u8]) -> Error {
-    match serde_json::from_slice::<ResponseError>(json) {
-        Ok(error) => crate::bigquery::classify(&BQError::ResponseError { error }),
-        Err(e) => Error::Malformed(e.to_string()),
-    }
+    crate::bigquery::classify_error(http::StatusCode::BAD_GATEWAY, json)
 }

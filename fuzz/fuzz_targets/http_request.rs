@@ -60,14 +60,14 @@ struct Seen {
     hosts: Vec<Vec<u8>>,
 }
 
-/// Whether an HTTP/1.1 request's Host is what RFC 9112 section 3.2 asks
-/// for, as far as this oracle can tell on its own: `Some(false)` for what
-/// is surely wrong (none, two, or characters no host or port has),
+/// Whether a request's Host is what RFC 9112 section 3.2 asks for, as far
+/// as this oracle can tell on its own: `Some(false)` for what is surely
+/// wrong (none in HTTP/1.1, two, or characters no host or port has),
 /// `Some(true)` for what is surely right (empty, or a plain name with an
 /// optional port), `None` for anything in between (IPv6 literals,
 /// percent-encoding, ...), where 400 and the routed answer are both fine.
 fn host_is_valid(seen: &Seen) -> Option<bool> {
-    if seen.version != Version::HTTP_11 {
+    if seen.version < Version::HTTP_11 && seen.hosts.is_empty() {
         return Some(true);
     }
     let [host] = seen.hosts.as_slice() else { return Some(false) };
@@ -108,6 +108,7 @@ fn routed_status(listener: Listener, seen: &Seen) -> &'static [u16] {
     let known = match listener {
         Listener::Public => ["/", "/api/v1/counts", "/hello"].contains(&seen.path.as_str()),
         Listener::Admin => ["/healthz", "/readyz", "/metrics"].contains(&seen.path.as_str()),
+        Listener::OverCapacity => return &[503],
     };
     if !known {
         &[404]

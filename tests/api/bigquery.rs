@@ -285,7 +285,8 @@ async fn each_failure_without_data_is_a_503_that_keeps_the_reason_to_operators()
     // keeps a busy machine from turning them into time-outs.
     let case = |name, mode, reason, calls| FailureCase { name, mode, vars: &[], reason, calls, timeout_secs: 20 };
     let cases = [
-        case("401 from BigQuery", Mode::Unauthenticated, "auth", Calls::Exactly(1)),
+        // Case 6: once more with a fresh token, then given up.
+        case("401 from BigQuery", Mode::Unauthenticated, "auth", Calls::Exactly(2)),
         case("token grant refused", Mode::TokenInvalidGrant, "auth", Calls::Exactly(0)),
         case("token endpoint 500", Mode::TokenServerError, "auth", Calls::Exactly(0)),
         case("403 accessDenied", Mode::AccessDenied, "permission_denied", Calls::Exactly(1)),
@@ -293,6 +294,8 @@ async fn each_failure_without_data_is_a_503_that_keeps_the_reason_to_operators()
         case("403 rateLimitExceeded", Mode::RateLimitedForbidden, "rate_limited", Calls::Between(2, 5)),
         case("500", Mode::ServerError(500), "upstream_5xx", Calls::Between(2, 5)),
         case("503", Mode::ServerError(503), "upstream_5xx", Calls::Between(2, 5)),
+        // Case 6: classified by its status, and retried like one.
+        case("HTML 502 from a proxy", Mode::BadGatewayHtml, "upstream_5xx", Calls::Between(2, 5)),
         case("malformed JSON", Mode::MalformedJson, "malformed_response", Calls::Between(2, 5)),
         case("truncated body", Mode::TruncatedBody, "malformed_response", Calls::Between(2, 5)),
         case("400 bytesBilledLimitExceeded", Mode::BytesBilledLimit, "bytes_billed_limit", Calls::Exactly(1)),
@@ -372,6 +375,9 @@ async fn recovers_after_transient_failures(case: RetryCase) {
     let ids: std::collections::HashSet<_> = queries.iter().map(|q| q.request_id().map(str::to_owned)).collect();
     assert_eq!(ids.len(), 1, "{mode:?}: retries reuse the requestId, so BigQuery runs one job: {ids:?}");
     assert_eq!(h.fake.jobs_created(), 1, "{mode:?}");
+    if mode == Mode::Unauthenticated {
+        assert_ne!(queries[0].bearer(), queries[1].bearer(), "the retry after a 401 carries a fresh token");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -383,6 +389,10 @@ async fn retryable_failures_are_retried_until_they_clear() {
         RetryCase { mode: Mode::RateLimitedForbidden, failures: 1, timeout_secs: 20 },
         RetryCase { mode: Mode::MalformedJson, failures: 2, timeout_secs: 20 },
         RetryCase { mode: Mode::TruncatedBody, failures: 2, timeout_secs: 20 },
+        RetryCase { mode: Mode::BadGatewayHtml, failures: 2, timeout_secs: 20 },
+        // Case 6: a 401 (a token revoked before it expired) is retried once
+        // with a fresh token.
+        RetryCase { mode: Mode::Unauthenticated, failures: 1, timeout_secs: 20 },
         // One attempt may take half the budget, leaving time for a retry.
         RetryCase { mode: Mode::Hang, failures: 1, timeout_secs: 8 },
     ];
@@ -568,8 +578,35 @@ async fn without_auth_no_token_is_fetched_or_sent() {
         assert_eq!(rows(&body), fake_gcp::expected_counts("the", false));
         assert_eq!(h.fake.token_requests(), 0);
         for call in h.fake.requests() {
-            assert!(call.bearer().unwrap_or("").is_empty(), "{} sent a token", call.path);
+            // Case 6: not even an empty `Bearer `.
+            assert_eq!(call.authorization, None, "{} sent Authorization", call.path);
         }
+    })
+    .await;
+}
+
+/// Case 6: a token endpoint out of reach is a transport failure, retried
+/// like one, not an authentication failure.
+#[tokio::test]
+async fn an_unreachable_token_endpoint_is_a_transport_failure() {
+    within(Duration::from_secs(30), async {
+        let fake = FakeGcp::start().await;
+        let keys = tempfile::tempdir().expect("temp dir");
+        let key_file = fake.write_key_file(keys.path());
+        let mut key: Value = serde_json::from_slice(&std::fs::read(&key_file).unwrap()).unwrap();
+        key["token_uri"] = format!("http://127.0.0.1:{}/token", free_port()).into();
+        std::fs::write(&key_file, key.to_string()).unwrap();
+        let h =
+            start(fake, &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap()), ("BIGQUERY_TIMEOUT", "5")])
+                .await;
+
+        let (status, _, body) = counts(&h.app).await;
+        assert_eq!(status, 503, "{body}");
+        let readyz = h.app.get_admin("/readyz").await.text().await.unwrap();
+        assert!(readyz.contains("transport"), "{readyz}");
+        let series = r#"wordcount_source_errors_total{source="bigquery",reason="transport"}"#;
+        assert!(metric(&h.app, series).await.unwrap_or(0.0) >= 1.0, "{series}");
+        assert_eq!(h.fake.bigquery_calls(), 0);
     })
     .await;
 }

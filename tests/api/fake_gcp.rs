@@ -85,6 +85,8 @@ pub enum Mode {
     Hang,
     /// HTTP 200 with a body that is not JSON.
     MalformedJson,
+    /// HTTP 502 with an HTML body, as a proxy in front answers.
+    BadGatewayHtml,
     /// HTTP 200 whose body stops short of its Content-Length, then the
     /// connection closes.
     TruncatedBody,
@@ -665,6 +667,13 @@ async fn fault_response(fault: Mode) -> Response<FakeBody> {
             // Until the client gives up or the fake is dropped.
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Mode::BadGatewayHtml => {
+            let mut response = json_response(StatusCode::BAD_GATEWAY, &Value::Null);
+            response.headers_mut().insert(hyper::header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            *response.body_mut() =
+                FakeBody::Full(Some(Bytes::from_static(b"<html><body><h1>502 Bad Gateway</h1></body></html>")));
+            response
         }
         Mode::MalformedJson => {
             let mut response = json_response(StatusCode::OK, &Value::Null);
