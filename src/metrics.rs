@@ -94,10 +94,18 @@ struct RouteSeries {
     duration: Histogram,
 }
 
+/// The latency SLO's threshold (docs/observability.md): a quarter second,
+/// what a user still feels as immediate. It is a bucket boundary of the
+/// request histogram, so the SLO rules count exactly the answers within it.
+pub const SLO_LATENCY_SECONDS: f64 = 0.25;
+
 fn request_histogram() -> Histogram {
     // 100 µs .. ~3.3 s: cached answers take well under a millisecond, a cold
-    // BigQuery query seconds.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    // BigQuery query seconds. Plus the SLO threshold, between 0.2048 and
+    // 0.4096.
+    let mut buckets: Vec<f64> = exponential_buckets(0.0001, 2.0, 16).chain([SLO_LATENCY_SECONDS]).collect();
+    buckets.sort_by(f64::total_cmp);
+    Histogram::new(buckets)
 }
 
 fn source_histogram() -> Histogram {
@@ -315,6 +323,10 @@ mod tests {
             r#"wordcount_http_request_duration_seconds_count{route="counts"} 2"#,
             r#"wordcount_http_request_duration_seconds_count{route="hello"} 1"#,
             r#"wordcount_http_request_duration_seconds_bucket{le="0.0032",route="counts"}"#,
+            // Case 10: the SLO threshold is a bucket of its own.
+            r#"wordcount_http_request_duration_seconds_bucket{le="0.2048",route="counts"} 2"#,
+            r#"wordcount_http_request_duration_seconds_bucket{le="0.25",route="counts"} 2"#,
+            r#"wordcount_http_request_duration_seconds_bucket{le="0.4096",route="counts"} 2"#,
             r#"wordcount_source_queries_total{source="bigquery",outcome="error"} 1"#,
             r#"wordcount_source_errors_total{source="bigquery",reason="timeout"} 1"#,
             r#"wordcount_source_query_duration_seconds_count{source="sample"} 1"#,
