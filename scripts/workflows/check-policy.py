@@ -22,6 +22,16 @@ would otherwise check by eye in every workflow change:
   P10 what `run:` calls exists: every `make` target is defined in the
       Makefile, every script is in the repository and executable (git mode
       100755), so a workflow cannot call an entry point that was renamed
+  P11 cosign is pinned: every sigstore/cosign-installer step sets
+      `cosign-release: vX.Y.Z` at v3.0.6 or newer (the installer's default
+      moves with its own version; older cosign lacks verification fixes)
+  P12 the release journey (release.yml): the image is built for linux/amd64
+      and linux/arm64 in one push, and each platform's image is checked; the
+      assets (binaries, SBOMs, manifests, SHA256SUMS) are built, then signed;
+      a read-only job verifies them with the tag's exact identity
+      (TAG = github.ref_name) before the job that runs `gh release create`
+      may start; after publishing, a job opens the raw-yaml/ follow-up pull
+      request
 
 Needs PyYAML (the workflow tools venv has it, through yamllint).
 Usage: check-policy.py [FILE.yml ...]   (default: .github/workflows/*.yml)
@@ -43,6 +53,8 @@ WRITE_SCOPES = {"contents", "packages", "attestations", "deployments", "id-token
 SENSITIVE_WRITES = WRITE_SCOPES - {"security-events"}
 ENTRY_POINT = re.compile(r"^(make|scripts/|cosign/)")
 CACHE_ACTIONS = ("actions/cache", "swatinem/rust-cache")
+MIN_COSIGN = (3, 0, 6)
+PLATFORMS = {"linux/amd64", "linux/arm64"}
 
 
 class Loader(yaml.SafeLoader):
@@ -163,6 +175,66 @@ def check_workflow(doc: object, name: str, root: Path | None = None) -> list[str
             if is_release:
                 if act in CACHE_ACTIONS or "cache" in w or "cache-from" in w or "cache-to" in w:
                     err("P9", swhere, "release jobs use no caches (cache poisoning)")
+            if act == "sigstore/cosign-installer":
+                m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", str(w.get("cosign-release", "")))
+                if not m or tuple(map(int, m.groups())) < MIN_COSIGN:
+                    err("P11", swhere, f"cosign-release must pin cosign v3.0.6 or newer, found {w.get('cosign-release')!r}")
+    if is_release:
+        errs += [f"{name}: jobs: P12: {e}" for e in release_journey_errors(jobs)]
+    return errs
+
+
+def release_journey_errors(jobs: dict) -> list[str]:
+    """P12: what the release must do, and in which order (see the header)."""
+    def runs(job: dict) -> list[tuple[str, dict]]:
+        return [(str(st.get("run", "")).strip(), st.get("env") or {})
+                for st in (job.get("steps") or []) if isinstance(st, dict) and "run" in st]
+
+    def needs(job_id: str, seen=None) -> set[str]:
+        seen = set() if seen is None else seen
+        n = jobs.get(job_id, {}).get("needs", [])
+        for dep in [n] if isinstance(n, str) else n:
+            if dep not in seen:
+                seen.add(dep)
+                needs(dep, seen)
+        return seen
+
+    def job_running(prefix: str) -> list[str]:
+        return [j for j, job in jobs.items() if isinstance(job, dict)
+                and any(r.startswith(prefix) for r, _ in runs(job))]
+
+    errs: list[str] = []
+    build = [(j, st.get("with") or {}) for j, job in jobs.items() if isinstance(job, dict)
+             for st in job.get("steps") or [] if action_of(st) == "docker/build-push-action"]
+    if not any(PLATFORMS <= {p.strip() for p in str(w.get("platforms", "")).split(",")} for _, w in build):
+        errs.append("no docker/build-push-action step builds linux/amd64 and linux/arm64 in one image")
+    tested = {p for j in job_running("scripts/workflows/release.sh image-test")
+              for p in ((jobs[j].get("strategy") or {}).get("matrix") or {}).get("platform", [])}
+    if not PLATFORMS <= tested:
+        errs.append(f"release.sh image-test must run for each of {sorted(PLATFORMS)} (matrix.platform), found {sorted(tested)}")
+    stage = {k: job_running(f"scripts/workflows/release.sh {k}")
+             for k in ("assets", "sign", "verify-signed", "publish", "follow-up")}
+    for k, found in stage.items():
+        if len(found) != 1:
+            errs.append(f"exactly one job must run release.sh {k}, found {found}")
+    if errs:
+        return errs
+    assets, sign, verify, publish, follow = (stage[k][0] for k in
+                                             ("assets", "sign", "verify-signed", "publish", "follow-up"))
+    if assets not in needs(sign):
+        errs.append(f"{sign} (signing) must come after {assets} (the assets it signs)")
+    if sign not in needs(verify):
+        errs.append(f"{verify} must verify what {sign} signed (needs it)")
+    if verify not in needs(publish):
+        errs.append(f"{publish} runs gh release create without needing {verify}: publishing before verification")
+    if publish not in needs(follow):
+        errs.append(f"{follow} must come after {publish}")
+    vjob = jobs[verify]
+    if any(v == "write" for v in (vjob.get("permissions") or {}).values()):
+        errs.append(f"{verify} must be read-only: the job that decides to publish cannot sign")
+    tag_envs = [env.get("TAG") for r, env in runs(vjob) if r.startswith("scripts/workflows/release.sh verify-signed")]
+    if tag_envs != ["${{ github.ref_name }}"]:
+        errs.append(f"{verify}: TAG must be ${{{{ github.ref_name }}}} (the exact tag identity), found {tag_envs}")
     return errs
 
 
@@ -180,7 +252,7 @@ def main(argv: list[str]) -> int:
     if errs:
         print(f"check-policy: FAILED, {len(errs)} problem(s)", file=sys.stderr)
         return 1
-    print(f"check-policy: ok, {len(files)} workflows follow P1-P10")
+    print(f"check-policy: ok, {len(files)} workflows follow P1-P12")
     return 0
 
 

@@ -9,7 +9,10 @@
 #   3 check-policy.py  the house rules (permissions, timeouts, harden-runner,
 #                      persist-credentials, no pull_request_target, concurrency,
 #                      env-only interpolation, entry points only and existing,
-#                      no release cache)
+#                      no release cache, cosign pinned >= v3.0.6, the release
+#                      journey: both platforms built and checked, assets
+#                      signed, verified with the exact tag before publishing,
+#                      the follow-up pull request)
 #   4 action-validator schema + job graph of each workflow (SchemaStore)
 #   5 zizmor           security audit, pedantic persona, strict collection
 #                      (schema errors fail too); offline by default. With
@@ -20,8 +23,9 @@
 #                      vulnerable action versions.
 #   6 yamllint         .github/yamllint.yml
 #   7 shellcheck       scripts/workflows/*.sh
-#   8 test-steps.sh    the release/deploy step scripts refuse bad tags, digests
-#                      and unverified images, and promote only what they should
+#   8 test-steps.sh    the release/deploy step scripts refuse bad tags, digests,
+#                      unverified images and assets, sign and verify what they
+#                      should, and promote only what they should
 # Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -106,7 +110,7 @@ check "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
 check "schema (action-validator)" action_validator
 check "security audit (zizmor)" zizmor_audit
 check "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
-check "shellcheck" shellcheck scripts/workflows/*.sh
+check "shellcheck" shellcheck -x scripts/workflows/*.sh
 check "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
 
 printf '\nworkflows-check: %d passed, %d failed\n' "$passed" "$failed"

@@ -4,20 +4,38 @@
 #
 #   release.sh meta                 validate the tag, print build metadata
 #   release.sh assets IMAGE@DIGEST DIR
-#                                   binary (copied out of the pushed image),
-#                                   SBOMs and SHA256SUMS into DIR
+#                                   both static binaries (copied out of the
+#                                   pushed multi-arch image), per-platform image
+#                                   SBOMs, dependency SBOMs, the deployable
+#                                   manifests and SHA256SUMS into DIR
+#   release.sh manifests IMAGE@DIGEST DIR
+#                                   the last part of `assets`: the manifests
+#                                   asset and SHA256SUMS over DIR
+#   release.sh image-test IMAGE@DIGEST PLATFORM
+#                                   `make image-test`'s checks on one platform
+#                                   of the pushed image (linux/amd64|arm64)
 #   release.sh sign IMAGE@DIGEST DIR
-#                                   keyless: sign the digest, attest the image
-#                                   SBOM, and a Sigstore bundle per file in DIR
+#                                   keyless: sign the digest and attest each
+#                                   platform's SBOM, in both signature formats,
+#                                   and a Sigstore bundle per file in DIR
+#   release.sh verify-signed TAG IMAGE@DIGEST DIR
+#                                   before anything is published: the image,
+#                                   its attestations and provenance, and every
+#                                   asset, with the exact identity of TAG
 #   release.sh publish TAG DIR      GitHub release with every file in DIR
 #   release.sh verify TAG IMAGE@DIGEST
 #                                   check what was published, as a user would
+#   release.sh follow-up TAG IMAGE@DIGEST
+#                                   pull request pinning raw-yaml/ (through
+#                                   deploy/instances.toml) to this release
 #
 # Environment: GITHUB_REPOSITORY and GITHUB_REF_NAME (set by Actions; export
 # them to run locally), ENGINE=docker|podman for `assets` (default docker),
-# GH_TOKEN for publish/verify (the job's GITHUB_TOKEN, via env, never inline).
-# `sign` needs the job's OIDC token (id-token: write), so it only runs in
-# Actions; `make local-release` is the offline rehearsal of the same idea.
+# GH_TOKEN for publish/verify/follow-up (the job's GITHUB_TOKEN, via env,
+# never inline), COSIGN_PRIVATE_KEY + COSIGN_PASSWORD for the optional
+# key-based signature (cosign/README.md). `sign` needs the job's OIDC token
+# (id-token: write), so it only runs in Actions; `make local-release` is the
+# offline rehearsal of the same idea.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,11 +48,24 @@ die() { printf 'release: error: %s\n' "$*" >&2; exit 1; }
 # same shape, so anything released here is verifiable there.
 readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
 readonly DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
-readonly TRIPLE=x86_64-unknown-linux-musl
+# The platforms of the one multi-arch image, and the musl target of each.
+readonly PLATFORMS=(linux/amd64 linux/arm64)
+triple_of() {
+	case "$1" in
+	linux/amd64) echo x86_64-unknown-linux-musl ;;
+	linux/arm64) echo aarch64-unknown-linux-musl ;;
+	*) die "unknown platform $1 (linux/amd64 or linux/arm64)" ;;
+	esac
+}
+readonly OIDC_ISSUER=https://token.actions.githubusercontent.com
 
 need_digest_ref() {
 	[[ "$1" =~ $DIGEST_REF_RE ]] || die "$1 is not REPO@sha256:<64 hex> (digests only: a tag can move)"
 }
+need_tag() {
+	[[ "$1" =~ $TAG_RE ]] || die "tag $1 is not vMAJOR.MINOR.PATCH[-pre]"
+}
+cargo_version() { sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1; }
 
 # The identity Fulcio puts into certificates for this workflow at this tag;
 # the exact form of cosign/identity.env's regexp.
@@ -45,9 +76,9 @@ identity_for() {
 cmd_meta() {
 	local tag="${GITHUB_REF_NAME:?GITHUB_REF_NAME (the tag) is not set}"
 	local repo="${GITHUB_REPOSITORY:?GITHUB_REPOSITORY (owner/name) is not set}"
-	[[ "$tag" =~ $TAG_RE ]] || die "tag $tag is not vMAJOR.MINOR.PATCH[-pre]"
+	need_tag "$tag"
 	local version
-	version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+	version="$(cargo_version)"
 	# The binary reports Cargo.toml's version; a tag that says otherwise would
 	# publish a v1.2.3 whose `--version` prints something else.
 	[[ "${tag#v}" == "$version" ]] || die "tag $tag does not match Cargo.toml version $version; bump Cargo.toml first"
@@ -64,38 +95,45 @@ cmd_meta() {
 		printf 'created=%s\n' "$created"
 		printf 'image=%s\n' "$image"
 		printf 'identity=%s\n' "$(identity_for "$tag")"
+		printf 'platforms=%s\n' "$(IFS=,; echo "${PLATFORMS[*]}")"
 	} | tee -a "${GITHUB_OUTPUT:-/dev/null}"
 }
 
 cmd_assets() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?output directory}"
 	need_digest_ref "$ref"
-	local engine="${ENGINE:-docker}" version
-	version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+	local engine="${ENGINE:-docker}" version platform
+	version="$(cargo_version)"
 	mkdir -p "$dir"
-	local bin="$dir/wordcount-$version-$TRIPLE"
-
-	# The released binary is the one inside the signed image, byte for byte,
-	# not a second build that could differ.
-	"$engine" pull --quiet "$ref" >/dev/null
-	local cid
-	cid="$("$engine" create "$ref")"
-	"$engine" cp "$cid:/wordcount" "$bin"
-	"$engine" rm "$cid" >/dev/null
-	chmod 0755 "$bin"
-	if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
-		die "$bin has a program interpreter; the image must carry a static binary"
-	fi
-	"$bin" --version >&2
-
-	# Image SBOM (syft reads the cargo-auditable section of the binary), with
-	# the pinned syft of scripts/image/install.sh.
 	scripts/image/install.sh
 	local syft
 	syft="$(scripts/image/install.sh --print-venv)/syft"
-	SYFT_CHECK_FOR_APP_UPDATE=false "$syft" scan "registry:$ref" --quiet \
-		-o "cyclonedx-json=$dir/wordcount-$version-image.cdx.json" \
-		-o "spdx-json=$dir/wordcount-$version-image.spdx.json"
+
+	for platform in "${PLATFORMS[@]}"; do
+		local triple bin cid arch
+		triple="$(triple_of "$platform")"
+		bin="$dir/wordcount-$version-$triple"
+		# The released binaries are the ones inside the signed image, byte for
+		# byte, not a second build that could differ.
+		"$engine" pull --quiet --platform "$platform" "$ref" >/dev/null
+		cid="$("$engine" create --platform "$platform" "$ref")"
+		"$engine" cp "$cid:/wordcount" "$bin"
+		"$engine" rm "$cid" >/dev/null
+		chmod 0755 "$bin"
+		if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
+			die "$bin has a program interpreter; the image must carry a static binary"
+		fi
+		arch="$(readelf -hW "$bin" | sed -n 's/^ *Machine: *//p')"
+		case "$platform:$arch" in
+		linux/amd64:*X86-64* | linux/arm64:*AArch64*) say "$(basename "$bin"): static, $arch" ;;
+		*) die "$bin is built for '$arch', not $platform" ;;
+		esac
+		# Image SBOM of this platform (syft reads the cargo-auditable section
+		# of its binary), with the pinned syft of scripts/image/install.sh.
+		SYFT_CHECK_FOR_APP_UPDATE=false "$syft" scan "registry:$ref" --platform "$platform" --quiet \
+			-o "cyclonedx-json=$dir/wordcount-$version-image-${platform//\//-}.cdx.json" \
+			-o "spdx-json=$dir/wordcount-$version-image-${platform//\//-}.spdx.json"
+	done
 	# The dependency-tree SBOMs reviewed in every diff (sbom/, make sbom-check).
 	# sbom/wordcount.cdx.json -> wordcount-X.Y.Z-deps.cdx.json (and .spdx.json).
 	local f name
@@ -104,21 +142,79 @@ cmd_assets() {
 		name="$(basename "$f")"
 		cp "$f" "$dir/wordcount-$version-deps.${name#wordcount.}"
 	done
+	cmd_manifests "$ref" "$dir"
+}
+
+# The deployable manifests (raw-yaml/ pinned to this digest: what
+# `kubectl create -f` deploys), then SHA256SUMS over every asset in DIR.
+cmd_manifests() {
+	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
+	need_digest_ref "$ref"
+	rm -f "$dir/SHA256SUMS"
+	scripts/deploy/release-manifests.sh "$ref" "$dir/wordcount-$(cargo_version)-manifests.yaml"
 	(cd "$dir" && sha256sum -- * >SHA256SUMS && cat SHA256SUMS >&2)
 }
+
+cmd_image_test() {
+	local ref="${1:?IMAGE@DIGEST}" platform="${2:?PLATFORM}"
+	need_digest_ref "$ref"
+	triple_of "$platform" >/dev/null
+	local engine="${ENGINE:-docker}" image=localhost/wordcount:dev
+	"$engine" pull --quiet --platform "$platform" "$ref" >/dev/null
+	"$engine" tag "$ref" "$image"
+	local os_arch
+	os_arch="$("$engine" image inspect --format '{{.Os}}/{{.Architecture}}' "$image")"
+	[[ "$os_arch" == "$platform" ]] || die "$ref resolved to $os_arch, not $platform"
+	# What scripts/image/build-image.sh records for the image it built; the
+	# musl stage is the one the release built. The sde/created/revision are
+	# the tag's commit, which this job has checked out.
+	local sde
+	sde="$(git log -1 --format=%ct)"
+	mkdir -p target/image
+	printf 'IMAGE=%s\nIMAGE_ID=%s\nREVISION=%s\nVERSION=%s\nCREATED=%s\nSOURCE_DATE_EPOCH=%s\nBINARY_FROM=musl\n' \
+		"$image" "$("$engine" image inspect --format '{{.Id}}' "$image")" "$(git rev-parse HEAD)" \
+		"$(cargo_version)" "$(date -u -d "@$sde" +%Y-%m-%dT%H:%M:%SZ)" "$sde" >target/image/build.env
+	ENGINE="$engine" IMAGE="$image" scripts/image/test-image.sh
+}
+
+# Both signature formats (docs/supply-chain.md, "Signature formats"):
+# legacy .sig/.att tags for cosign 2.x, Kyverno's Cosign type and
+# policy-controller's default; Sigstore bundles in OCI referrers for cosign 3,
+# Kyverno's SigstoreBundle type and policy-controller's signatureFormat: bundle.
+readonly LEGACY=(--new-bundle-format=false --use-signing-config=false)
+readonly BUNDLE=(--new-bundle-format=true --use-signing-config=true)
 
 cmd_sign() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
 	need_digest_ref "$ref"
 	command -v cosign >/dev/null || die "cosign is not installed"
-	local sbom
-	sbom="$(find "$dir" -maxdepth 1 -name '*-image.cdx.json' | head -1)"
-	[[ -n "$sbom" ]] || die "no image SBOM (*-image.cdx.json) in $dir"
+	local sboms=() f
+	for f in "$dir"/*-image-linux-*.cdx.json; do [[ -e "$f" ]] && sboms+=("$f"); done
+	((${#sboms[@]} == ${#PLATFORMS[@]})) || die "expected one image SBOM per platform in $dir, found ${#sboms[@]}"
 	# Keyless: the certificate binds the signature to this workflow at this
 	# tag (the identity cosign/verify requires). --yes: no prompt in CI.
-	cosign sign --yes "$ref"
-	cosign attest --yes --type cyclonedx --predicate "$sbom" "$ref"
-	local f
+	# The index digest is what Pods name, so that is what is signed; each
+	# platform's SBOM is attested on it (one CycloneDX attestation each).
+	sign_in() { # sign_in FORMAT COSIGN_FLAGS...
+		local format=$1
+		shift
+		cosign sign --yes "$@" "$ref"
+		for f in "${sboms[@]}"; do
+			cosign attest --yes "$@" --type cyclonedx --predicate "$f" "$ref"
+		done
+		say "signed and attested $ref ($format format)"
+	}
+	sign_in legacy "${LEGACY[@]}"
+	sign_in bundle "${BUNDLE[@]}"
+	# The air-gapped path (cosign/README.md): only when the key is configured,
+	# and in the legacy format, the one key-based verifiers read.
+	if [[ -n "${COSIGN_PRIVATE_KEY:-}" ]]; then
+		cosign sign --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY "$ref"
+		for f in "${sboms[@]}"; do
+			cosign attest --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY --type cyclonedx --predicate "$f" "$ref"
+		done
+		say "signed $ref with the release key as well"
+	fi
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
 		cosign sign-blob --yes --bundle "$f.sigstore.json" "$f" >/dev/null
@@ -126,50 +222,111 @@ cmd_sign() {
 	done
 }
 
+# Every file in DIR: listed in SHA256SUMS with the right sum, and its Sigstore
+# bundle verifies for exactly this tag's release.yml.
+verify_assets() {
+	local tag="$1" dir="$2" f n=0
+	(cd "$dir" && sha256sum --check --strict SHA256SUMS >&2)
+	for f in "$dir"/*; do
+		case "$f" in *.sigstore.json) continue ;; esac
+		[[ -f "$f.sigstore.json" ]] || die "$(basename "$f") has no Sigstore bundle"
+		[[ "$(basename "$f")" == SHA256SUMS ]] || grep -q "  $(basename "$f")\$" "$dir/SHA256SUMS" ||
+			die "$(basename "$f") is not listed in SHA256SUMS"
+		cosign verify-blob --bundle "$f.sigstore.json" \
+			--certificate-identity "$(identity_for "$tag")" \
+			--certificate-oidc-issuer "$OIDC_ISSUER" "$f" >/dev/null 2>&1 ||
+			die "$(basename "$f"): its Sigstore bundle does not verify for $(identity_for "$tag")"
+		n=$((n + 1))
+	done
+	local want platform
+	for platform in "${PLATFORMS[@]}"; do
+		want="wordcount-$(cargo_version)-$(triple_of "$platform")"
+		[[ -f "$dir/$want" ]] || die "no $want among the assets"
+	done
+	[[ -f "$dir/wordcount-$(cargo_version)-manifests.yaml" ]] || die "no manifests asset"
+	say "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
+}
+
+# Build provenance from GitHub's attestation store, for exactly this tag.
+verify_provenance() {
+	gh attestation verify "$1" --repo "$GITHUB_REPOSITORY" \
+		--cert-identity "$(identity_for "$2")" --cert-oidc-issuer "$OIDC_ISSUER" >/dev/null
+	say "OK: $1 has build provenance from release.yml at $2"
+}
+
+cmd_verify_signed() {
+	local tag="${1:?TAG}" ref="${2:?IMAGE@DIGEST}" dir="${3:?asset directory}"
+	need_tag "$tag"
+	need_digest_ref "$ref"
+	# The image: both formats, both attestations, exactly this tag's identity.
+	WORDCOUNT_GITHUB_REPOSITORY="$GITHUB_REPOSITORY" cosign/verify --tag "$tag" "$ref"
+	verify_provenance "oci://$ref" "$tag"
+	verify_assets "$tag" "$dir"
+	local platform
+	for platform in "${PLATFORMS[@]}"; do
+		verify_provenance "$dir/wordcount-$(cargo_version)-$(triple_of "$platform")" "$tag"
+	done
+	# The manifests asset deploys exactly this image.
+	grep -q "image: $ref\$" "$dir/wordcount-$(cargo_version)-manifests.yaml" ||
+		die "the manifests asset does not name $ref"
+}
+
 cmd_publish() {
 	local tag="${1:?TAG}" dir="${2:?asset directory}"
-	[[ "$tag" =~ $TAG_RE ]] || die "tag $tag is not vMAJOR.MINOR.PATCH[-pre]"
+	need_tag "$tag"
 	local pre=()
 	[[ "$tag" == *-* ]] && pre=(--prerelease)
 	# --verify-tag: never let gh create a tag; the release is of the pushed tag.
 	gh release create "$tag" "$dir"/* --repo "$GITHUB_REPOSITORY" --verify-tag \
 		--title "wordcount $tag" "${pre[@]}" \
-		--notes "Image: \`${IMAGE_REF:-see the workflow summary}\`. Verify it with \`cosign/verify\` (SECURITY.md); every asset has a Sigstore bundle (*.sigstore.json) and is listed in SHA256SUMS."
+		--notes "Image (linux/amd64 + linux/arm64): \`${IMAGE_REF:-see the workflow summary}\`. Deploy: verify \`wordcount-${tag#v}-manifests.yaml\` with \`cosign verify-blob\`, then \`kubectl create -f\` it (README, \"Deploying a release\"). Every asset has a Sigstore bundle (*.sigstore.json) and is listed in SHA256SUMS."
 }
 
 cmd_verify() {
 	local tag="${1:?TAG}" ref="${2:?IMAGE@DIGEST}"
+	need_tag "$tag"
 	need_digest_ref "$ref"
-	# 1. The image, exactly as the deploy workflow checks it.
-	WORDCOUNT_GITHUB_REPOSITORY="$GITHUB_REPOSITORY" WORDCOUNT_IMAGE_REPOSITORY="${ref%@*}" cosign/verify "$ref"
-	# 2. Build provenance of the image, from GitHub's attestation store.
-	gh attestation verify "oci://$ref" --repo "$GITHUB_REPOSITORY" \
-		--signer-workflow "$GITHUB_REPOSITORY/.github/workflows/release.yml" >/dev/null
-	say "OK: $ref has build provenance from release.yml"
-	# 3. The release assets as downloaded by a user: checksums, then each
-	#    file's Sigstore bundle with the exact identity of this tag.
+	# The image, exactly as the deploy workflow checks it.
+	WORDCOUNT_GITHUB_REPOSITORY="$GITHUB_REPOSITORY" cosign/verify --tag "$tag" "$ref"
+	# The release as downloaded by a user.
 	local tmp
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' RETURN
 	gh release download "$tag" --repo "$GITHUB_REPOSITORY" --dir "$tmp"
-	(cd "$tmp" && sha256sum --check --strict SHA256SUMS >&2)
-	local f n=0
-	for f in "$tmp"/*; do
-		case "$f" in *.sigstore.json) continue ;; esac
-		[[ -f "$f.sigstore.json" ]] || die "$(basename "$f") has no Sigstore bundle"
-		cosign verify-blob --bundle "$f.sigstore.json" \
-			--certificate-identity "$(identity_for "$tag")" \
-			--certificate-oidc-issuer https://token.actions.githubusercontent.com "$f" >/dev/null 2>&1 ||
-			die "$(basename "$f"): its Sigstore bundle does not verify for $(identity_for "$tag")"
-		n=$((n + 1))
-	done
-	say "OK: $n release assets match SHA256SUMS and verify against $(identity_for "$tag")"
-	local bin
-	bin="$(find "$tmp" -maxdepth 1 -name "wordcount-*-$TRIPLE" | head -1)"
-	[[ -n "$bin" ]] || die "no $TRIPLE binary among the release assets"
-	gh attestation verify "$bin" --repo "$GITHUB_REPOSITORY" \
-		--signer-workflow "$GITHUB_REPOSITORY/.github/workflows/release.yml" >/dev/null
-	say "OK: $(basename "$bin") has build provenance from release.yml"
+	verify_assets "$tag" "$tmp"
+	grep -q "image: $ref\$" "$tmp/wordcount-$(cargo_version)-manifests.yaml" ||
+		die "the published manifests asset does not name $ref"
+}
+
+cmd_follow_up() {
+	local tag="${1:?TAG}" ref="${2:?IMAGE@DIGEST}"
+	need_tag "$tag"
+	need_digest_ref "$ref"
+	if [[ "$tag" == *-* ]]; then
+		say "$tag is a pre-release: raw-yaml/ keeps following the last full release"
+		return 0
+	fi
+	local branch="release-manifests/$tag"
+	# deploy/instances.toml is the source of raw-yaml/ and compose.yaml;
+	# the generator and its drift check stay the only writers.
+	sed -i "s|^image = \".*\"\$|image = \"$ref\"|" deploy/instances.toml
+	grep -qx "image = \"$ref\"" deploy/instances.toml || die "deploy/instances.toml has no image line to update"
+	python3 scripts/manifests/generate.py
+	python3 scripts/manifests/generate.py --check
+	if git diff --quiet; then
+		say "raw-yaml/ already pins $ref"
+		return 0
+	fi
+	git switch --create "$branch"
+	git -c user.name="github-actions[bot]" -c user.email="41898282+github-actions[bot]@users.noreply.github.com" \
+		commit --quiet -m "raw-yaml: pin the image to $tag ($ref)" -- deploy/instances.toml raw-yaml compose.yaml
+	# gh's credential helper uses GH_TOKEN; nothing is written to .git/config
+	# beyond the helper line.
+	gh auth setup-git
+	git push --quiet origin "HEAD:refs/heads/$branch"
+	gh pr create --repo "$GITHUB_REPOSITORY" --base "${DEFAULT_BRANCH:-main}" --head "$branch" \
+		--title "raw-yaml: pin the image to $tag" \
+		--body "Release $tag published \`$ref\` (verified with the exact identity of its release.yml run before publishing). This pins deploy/instances.toml to it and regenerates raw-yaml/ and compose.yaml (\`make manifests\`), so \`kubectl create -f raw-yaml/\` on the default branch runs the latest release."
 }
 
 sub="${1:-}"
@@ -177,8 +334,12 @@ shift || true
 case "$sub" in
 meta) cmd_meta "$@" ;;
 assets) cmd_assets "$@" ;;
+manifests) cmd_manifests "$@" ;;
+image-test) cmd_image_test "$@" ;;
 sign) cmd_sign "$@" ;;
+verify-signed) cmd_verify_signed "$@" ;;
 publish) cmd_publish "$@" ;;
 verify) cmd_verify "$@" ;;
-*) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+follow-up) cmd_follow_up "$@" ;;
+*) sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
