@@ -597,7 +597,7 @@ async fn an_unreachable_token_endpoint_is_a_transport_failure() {
         key["token_uri"] = format!("http://127.0.0.1:{}/token", free_port()).into();
         std::fs::write(&key_file, key.to_string()).unwrap();
         let h =
-            start(fake, &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap()), ("BIGQUERY_TIMEOUT", "5")])
+            start(fake, &[("GOOGLE_APPLICATION_CREDENTIALS", key_file.to_str().unwrap()), ("BIGQUERY_TIMEOUT", "20")])
                 .await;
 
         let (status, _, body) = counts(&h.app).await;
