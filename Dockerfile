@@ -2,7 +2,9 @@
 #
 # wordcount: one static binary in a FROM-scratch image.
 #
-#   docker build -t wordcount .               # release path: musl build below
+#   docker build -t wordcount .               # release path: musl build below,
+#                                             # for this machine's platform
+#                                             # (linux/amd64 or linux/arm64)
 #   make image                                # this repo's local path, see
 #                                             # BINARY_FROM=prebuilt
 #
@@ -21,19 +23,36 @@
 #   VERSION, REVISION  Cargo.toml's version and the commit, for the labels.
 ARG BINARY_FROM=musl
 
-# --- builder base: Rust on Alpine (musl is the host target there) ---------------
-# The digest is rust:1.95.0-alpine3.22 as a public repository pins it (found
-# with a code search in 2026). This machine cannot pull, so this stage has
-# not been built here; image-test checks its output wherever docker builds
-# it. Bump tag and digest together, with Cargo.toml's rust-version in mind.
-FROM docker.io/library/rust:1.95.0-alpine3.22@sha256:064dfc925d68d1a63f4fd2871bd7dc6e6ea56692989a487185855d62885d90aa AS chef
-# musl-dev: ring compiles C. The version pin makes a changed libc.a (linked
-# into the binary) a visible build failure instead of a silent difference;
-# Alpine drops superseded versions, so a security update means bumping it.
+# --- builder base: Rust on Alpine, on the BUILD platform ---------------------------
+# Multi-arch without emulation: every build stage runs on $BUILDPLATFORM (the
+# machine's own architecture) and cross-compiles to the musl target of
+# $TARGETPLATFORM, x86_64-unknown-linux-musl or aarch64-unknown-linux-musl.
+#   docker buildx build --platform linux/amd64,linux/arm64 .   # both, one index
+#   docker build .                                              # this machine's
+# tonistiigi/xx supplies that: xx-cargo adds `--target <triple>`, installs the
+# target's standard library with rustup and points cargo's linker and the cc
+# crate (ring's C and assembly) at clang/lld for the target; xx-apk installs
+# the target's musl-dev into the sysroot clang uses.
+# Both digests below are MULTI-ARCH INDEX digests (one per tag, covering
+# amd64 and arm64), so `FROM --platform=$BUILDPLATFORM` picks the builder's
+# own architecture from them: xx 1.6.1 and rust:1.95.0-alpine3.22 as public
+# repositories pin them (found with a code search in 2026). This machine
+# cannot pull, so these stages have not been built here; the release
+# workflow builds them for both platforms and image-tests each result. Bump
+# tag and digest together, with Cargo.toml's rust-version in mind.
+FROM --platform=$BUILDPLATFORM docker.io/tonistiigi/xx:1.6.1@sha256:923441d7c25f1e2eb5789f82d987693c47b8ed987c4ab3b075d6ed2b5d6779a3 AS xx
+FROM --platform=$BUILDPLATFORM docker.io/library/rust:1.95.0-alpine3.22@sha256:064dfc925d68d1a63f4fd2871bd7dc6e6ea56692989a487185855d62885d90aa AS chef
+# The xx image holds only its scripts, under /usr/bin.
+COPY --from=xx /usr/bin/ /usr/bin/
+# clang/lld: the cross C compiler and linker xx-cargo configures. musl-dev:
+# the build platform's libc for build scripts. The version pins make a
+# changed toolchain or libc.a (linked into the binary) a visible build
+# failure instead of a silent difference; Alpine drops superseded musl
+# versions, so a security update means bumping it.
 # cargo-chef gives a dependency layer that any registry cache can keep (BuildKit
 # cache mounts are not exported to CI caches); cargo-auditable embeds the
 # dependency list. Same cargo-auditable pin as scripts/*/install.sh.
-RUN apk add --no-cache musl-dev=1.2.5-r12 \
+RUN apk add --no-cache musl-dev=1.2.5-r12 clang=~20 lld=~20 \
     && cargo install --locked --version 0.1.78 cargo-chef \
     && cargo install --locked --version 0.7.7 cargo-auditable \
     && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
@@ -44,24 +63,35 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS musl
+# From here on, per target platform (still running on the build platform).
+ARG TARGETPLATFORM
+# The target's musl headers and libc.a, in the sysroot xx-clang uses.
+RUN xx-apk add --no-cache musl-dev=1.2.5-r12 \
+    && xx-cargo --setup-target-triple
 # The same flags as scripts/image/build-static.sh, for this builder's paths:
 # the checkout, CARGO_HOME and the target dir are remapped so no build path is
 # left in the binary. Set before `cook` so the dependency layer is reused.
+# With --target (xx-cargo adds it) RUSTFLAGS apply to the target only, not to
+# build scripts, which run here on the build platform.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\" --remap-path-prefix=/usr/local/cargo=/cargo --remap-path-prefix=/usr/local/rustup=/rustup --remap-path-prefix=/src=/wordcount --remap-path-prefix=/src/target=/target"
 COPY --from=planner /src/recipe.json recipe.json
-RUN cargo chef cook --release --locked --target x86_64-unknown-linux-musl --recipe-path recipe.json
+RUN xx-cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 # Declared only here: a new commit time must not invalidate the cook layer.
 ARG SOURCE_DATE_EPOCH=0
 ARG REVISION=unknown
 # .git is not in the build context: build.rs takes the commit for --version
 # from WORDCOUNT_COMMIT, 12 hex digits like its own `git rev-parse --short=12`.
-RUN WORDCOUNT_COMMIT="$(printf '%.12s' "$REVISION")" cargo auditable build --release --locked --target x86_64-unknown-linux-musl \
+# xx-verify --static: the binary is for $TARGETPLATFORM and statically linked.
+RUN WORDCOUNT_COMMIT="$(printf '%.12s' "$REVISION")" xx-cargo auditable build --release --locked \
+    && triple="$(xx-cargo --print-target-triple)" \
+    && xx-verify --static "target/$triple/release/wordcount" \
     && mkdir -p /out/etc/ssl/certs \
-    && cp target/x86_64-unknown-linux-musl/release/wordcount /out/wordcount \
+    && cp "target/$triple/release/wordcount" /out/wordcount \
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
 
 # --- local path: binary and CA bundle staged by scripts/image/build-image.sh ----
+# (linux/amd64 only: `make static` builds x86_64-unknown-linux-gnu.)
 FROM scratch AS prebuilt
 COPY target/image/prebuilt/wordcount /out/wordcount
 COPY target/image/prebuilt/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
