@@ -116,8 +116,9 @@ static: image-tools ## Static release binary (gnu + crt-static, cargo auditable,
 image: static ## Build localhost/wordcount:dev (podman here with the prebuilt static binary; docker builds from source)
 	$(IMAGE_SCRIPTS)/build-image.sh
 
-image-test: image ## Image checks: static, empty root, scratch contents, hardened run, TLS, SBOM, hadolint; prints budgets
+image-test: image ## Image checks: static, empty root, scratch contents, hardened run, TLS, SBOM, hadolint, budgets; the README's docker commands
 	$(IMAGE_SCRIPTS)/test-image.sh
+	$(IMAGE_SCRIPTS)/readme-test.sh
 
 repro-check: image-tools ## Two clean builds of the static binary from HEAD must have the same sha256
 	$(IMAGE_SCRIPTS)/repro-check.sh
