@@ -94,6 +94,7 @@ class GeneratorTests(unittest.TestCase):
             "image by tag": text.replace(generate.load_config()["image"], "ghcr.io/wordcount/wordcount:1.0"),
             "unknown key": text.replace('{ word = "tea" }', '{ word = "tea", replica = 3 }'),
             "zero replicas": text.replace('{ word = "tea" }', '{ word = "tea", replicas = 0 }'),
+            "key Secret not a name": text.replace('{ word = "tea" }', '{ word = "tea", gcp_key_secret = "../key" }'),
         }
         for label, bad in cases.items():
             with self.subTest(label), tempfile.TemporaryDirectory() as tmp:
@@ -102,6 +103,27 @@ class GeneratorTests(unittest.TestCase):
                 path.write_text(bad)
                 with self.assertRaises(generate.ConfigError):
                     generate.load_config(path)
+
+    def test_key_secret_option_mounts_the_key_read_only(self):
+        text = generate.CONFIG.read_text().replace('{ word = "tea" }', '{ word = "tea", gcp_key_secret = "tea-key" }')
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "instances.toml"
+            path.write_text(text)
+            files, _ = generate.render(generate.load_config(path))
+        docs = {name: [d for d in yaml.safe_load_all(t) if d] for name, t in files.items()}
+        tea = docs["10-instance-tea.yaml"][0]["spec"]["template"]["spec"]
+        the = docs["10-instance-the.yaml"][0]["spec"]["template"]["spec"]
+        self.assertEqual(tea["volumes"], [{"name": "gcp-key", "secret": {
+            "secretName": "tea-key", "items": [{"key": "key.json", "path": "key.json"}], "defaultMode": 0o440}}])
+        c = tea["containers"][0]
+        self.assertEqual(c["volumeMounts"], [{"name": "gcp-key", "mountPath": generate.KEY_DIR, "readOnly": True}])
+        self.assertIn({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": f"{generate.KEY_DIR}/key.json"}, c["env"])
+        self.assertEqual(tea["securityContext"]["fsGroup"], generate.UID)
+        self.assertNotIn("volumes", the)
+        self.assertNotIn("fsGroup", the["securityContext"])
+        # Still the restricted profile and the project's pod rules.
+        flat = [(Path(n), d) for n, ds in docs.items() for d in ds]
+        self.assertEqual(validate.check_pod_security(flat), [])
 
     def test_committed_output_is_current(self):
         files, compose = generate.render(self.cfg)
