@@ -13,7 +13,8 @@
 # HOME, where the key the README's BigQuery run mounts is created.
 # Each run must answer /hello and / (sample data, the WORD asked for); the
 # BigQuery run must start with the mounted key (its account in the log) and
-# answer /hello while Google is unreachable. Containers, the `wordcount`
+# answer /hello while Google is unreachable (README_FILE=path reads another
+# copy, e.g. to see a check fail). Containers, the `wordcount`
 # image and the throwaway key are removed on exit.
 set -euo pipefail
 # shellcheck source=scripts/image/engine.sh
@@ -54,7 +55,7 @@ check "README.md and docs/observability.md name only paths and make targets that
 mapfile -t commands < <(awk '/<!-- readme-docker-test -->/ {m = 1; next}
 	m == 1 && /^```/ {m = 2; next}
 	m == 2 && /^```/ {exit}
-	m == 2' README.md | sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*//; ta' | grep -vE '^[[:space:]]*(#|$)')
+	m == 2' "${README_FILE:-README.md}" | sed -e ':a' -e '/\\$/N; s/\\\n[[:space:]]*//; ta' | grep -vE '^[[:space:]]*(#|$)')
 ((${#commands[@]} >= 4)) || {
 	echo "readme-test: no command block after <!-- readme-docker-test --> in README.md" >&2
 	exit 1
