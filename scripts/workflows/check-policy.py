@@ -27,7 +27,8 @@ would otherwise check by eye in every workflow change:
       moves with its own version; older cosign lacks verification fixes)
   P12 the release journey (release.yml): the image is built for linux/amd64
       and linux/arm64 in one push, and each platform's image is checked; the
-      assets (binaries, SBOMs, manifests, SHA256SUMS) are built, then signed;
+      assets (binaries, SBOMs, manifests, SHA256SUMS) are built, then signed
+      in this workflow's own job with id-token: write (the identity);
       a read-only job verifies them with the tag's exact identity
       (TAG = github.ref_name) before the job that runs `gh release create`
       may start; after publishing, a job opens the raw-yaml/ follow-up pull
@@ -221,6 +222,8 @@ def release_journey_errors(jobs: dict) -> list[str]:
         return errs
     assets, sign, verify, publish, follow = (stage[k][0] for k in
                                              ("assets", "sign", "verify-signed", "publish", "follow-up"))
+    if (jobs[sign].get("permissions") or {}).get("id-token") != "write":
+        errs.append(f"{sign} runs release.sh sign without id-token: write (keyless signing as release.yml)")
     if assets not in needs(sign):
         errs.append(f"{sign} (signing) must come after {assets} (the assets it signs)")
     if sign not in needs(verify):

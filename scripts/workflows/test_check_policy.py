@@ -190,6 +190,11 @@ class ReleaseJourney(unittest.TestCase):
         doc["jobs"]["verify-signed"]["permissions"]["packages"] = "write"
         self.assertIn("P12", self.rules(doc))
 
+    def test_p12_signing_job_mints_the_identity(self):
+        doc = self.real("release.yml")
+        del doc["jobs"]["sign"]["permissions"]["id-token"]
+        self.assertEqual(self.rules(doc), ["P12"])
+
     def test_p12_assets_signed_and_follow_up_exist(self):
         doc = self.real("release.yml")
         doc["jobs"]["image"]["steps"] = [st for st in doc["jobs"]["image"]["steps"]
