@@ -54,4 +54,4 @@ refuse "writable root" 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: f
 	"root filesystem mounted 'rw"
 refuse "uid 0" 's/runAsUser: 65532/runAsUser: 0/; s/runAsNonRoot: true/runAsNonRoot: false/' \
 	"Uid (real, effective, saved, fs) is '0 0 0 0'"
-say "mock-production passed: verified image served by the raw-yaml Deployments; negative cases refused"
+say "mock-production passed: the release manifests asset, verified and applied as published, serves; negative cases refused"
