@@ -126,7 +126,7 @@ repro-check: image-tools ## Two clean builds of the static binary from HEAD must
 ## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
 
 .PHONY: local-release deploy signing-test
-local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest and sign it (per-run key)
+local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest, sign it (per-run key), write the manifests asset
 	scripts/deploy/local-release.sh
 
 # DEPLOY_ARGS selects image, verification mode and target, e.g.
@@ -185,5 +185,5 @@ dev: ## Every instance on 127.0.0.1 with cargo only (the :8080, and :8081, ...);
 dev-emulator-data: ## Convert data/shakespeare.csv.gz for the BigQuery emulator (compose.yaml profile bigquery)
 	python3 scripts/manifests/emulator-data.py
 
-mock-prod: local-release ## Signed local image -> deploy step verifies + pins digest -> podman kube play of raw-yaml (the, coffee) + checks
+mock-prod: local-release ## The local release's manifests asset (as a release publishes it) -> deploy step verifies, applies unchanged -> podman kube play (the, coffee) + checks
 	scripts/manifests/mock-prod.sh
