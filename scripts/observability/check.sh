@@ -9,7 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 OBS_BIN="$(scripts/observability/install.sh --print-bin)"
-export OBS_BIN
+# python3 is the project's Python environment's (PyYAML), here and in live-check.sh.
+PATH="$(scripts/lib/python.sh):$PATH"
+export OBS_BIN PATH
 obs=deploy/observability
 step() { printf -- '--- %s\n' "$*"; }
 

@@ -13,7 +13,8 @@
 #     (GitHub's runners, developer VMs), and a prometheus daemon on :9090 would
 #     collide with wordcount's ADMIN_PORT in every other test. Unpacking gives
 #     the same verified binaries with no service, no user and no state.
-#   PyYAML: obscheck.py reads and rewrites the YAML configs.
+#   PyYAML: obscheck.py reads and rewrites the YAML configs; check.sh runs
+#     python3 from the project's Python environment (scripts/lib/python.sh).
 #
 # The pin is the upstream series: 2.42.x / 0.25.x, Debian 12's, on which all
 # checks were run; also accepted are 2.45.x / 0.26.x, Ubuntu 24.04's, for
@@ -52,20 +53,8 @@ on_path_ok() { # tool series: true when an acceptable tool is already on PATH
 print_bin=false
 if [[ "${1:-}" == "--print-bin" ]]; then print_bin=true; fi
 
-# --- PyYAML for the python3 on PATH -------------------------------------------------
-# Debian's own python3 gets it from apt (python3-yaml; pip is refused there,
-# PEP 668); any other python3 (pyenv, a venv) gets the pinned wheel from PyPI.
-readonly PYYAML=6.0.3
-if ! python3 -c 'import yaml' 2>/dev/null; then
-	if [[ "$(python3 -c 'import sys; print(sys.prefix)')" == /usr ]]; then
-		log "apt-get install python3-yaml"
-		"${sudo_cmd[@]}" apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends python3-yaml >/dev/null
-	else
-		log "pip install PyYAML==$PYYAML into $(python3 -c 'import sys; print(sys.prefix)')"
-		python3 -m pip install -q --disable-pip-version-check "PyYAML==$PYYAML"
-	fi
-fi
+# --- PyYAML: from the project's one hash-locked Python environment -------------------
+"$(dirname "${BASH_SOURCE[0]}")/../lib/python.sh" >/dev/null
 
 # --- promtool / amtool / alertmanager ----------------------------------------------
 # Debian's alertmanager does not embed its notification templates: it reads

@@ -7,31 +7,20 @@
 #
 # CRDs: ../shared/crds, or (no ../shared, e.g. GitHub's runners) the same
 # upstream files fetched at their pinned commits and sha256 sums.
-# Python packages: requirements.txt beside this script, hash-checked, into a
-# venv under ~/.cache keyed by that file's hash; a stamp written last means
-# an interrupted install is redone, never trusted. PIP_NO_CACHE_DIR is
-# honoured (CI sets it), so a fresh machine gets the same set.
+# Python packages: the project's one hash-locked environment
+# (scripts/lib/python.sh, scripts/pyproject.toml).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-req=scripts/policy/requirements.txt
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/policy-$(sha256sum "$req" | cut -c1-12)"
+py="$(scripts/lib/python.sh)/python"
 crds="${WORDCOUNT_CRDS:-$ROOT/../shared/crds}"
 
-if [[ ! -f "$venv/.installed" ]]; then
-	printf 'policy-check: installing %s into %s\n' "$req" "$venv" >&2
-	rm -rf "$venv"
-	python3 -m venv "$venv"
-	"$venv/bin/pip" install --quiet --disable-pip-version-check --require-hashes --no-deps -r "$req"
-	"$venv/bin/pip" check --disable-pip-version-check >/dev/null
-	touch "$venv/.installed"
-fi
 # The versions this gate was written against, asked of the venv itself.
-"$venv/bin/python" - <<'PY'
+"$py" - <<'PY'
 import importlib.metadata as m, sys
 want = {"jsonschema": "4.25.1", "PyYAML": "6.0.4"}
 bad = {k: m.version(k) for k, v in want.items() if m.version(k) != v}
-sys.exit(f"policy-check: wrong versions in the venv: {bad}" if bad else 0)
+sys.exit(f"policy-check: wrong versions in the Python environment: {bad}" if bad else 0)
 PY
 # Without ../shared (GitHub's runners), the same upstream files at the same
 # commits, each checked against its sha256 (the files in ../shared/crds
@@ -51,5 +40,5 @@ EOF
 fi
 export WORDCOUNT_CRDS="$crds"
 
-"$venv/bin/python" -m unittest discover -s scripts/policy -p 'test_*.py'
-"$venv/bin/python" scripts/policy/check-crds.py
+"$py" -m unittest discover -s scripts/policy -p 'test_*.py'
+"$py" scripts/policy/check-crds.py
