@@ -49,7 +49,7 @@ check() {
 }
 
 check "README.md and docs/observability.md name only paths and make targets that exist" \
-	python3 scripts/check-doc-refs.py README.md docs/observability.md
+	python3 scripts/check-doc-refs.py README.md SECURITY.md cosign/README.md docs/*.md
 
 # The block's commands, continuation lines joined, comments dropped.
 mapfile -t commands < <(awk '/<!-- readme-docker-test -->/ {m = 1; next}
