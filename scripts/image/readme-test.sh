@@ -33,22 +33,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-failed=0
-ok() { printf 'ok   - %s\n' "$*"; }
-fail() {
-	failed=$((failed + 1))
-	printf 'FAIL - %s\n' "$*"
-}
-check() {
-	local what=$1
-	shift
-	if "$@" >"$WORK/check.out" 2>&1; then ok "$what"; else
-		fail "$what"
-		sed 's/^/       /' "$WORK/check.out" | tail -10
-	fi
-}
+# shellcheck source=scripts/lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 
-check "README.md and docs/observability.md name only paths and make targets that exist" \
+check "README.md, SECURITY.md, cosign/README.md and docs/ name only paths and make targets that exist" \
 	python3 scripts/check-doc-refs.py README.md SECURITY.md cosign/README.md docs/*.md
 
 # The block's commands, continuation lines joined, comments dropped.

@@ -41,19 +41,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); printf 'ok   - %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf 'FAIL - %s\n' "$*"; }
-# check DESCRIPTION CMD...: runs CMD, records the outcome, never aborts.
-check() {
-	local what=$1
-	shift
-	if "$@" >"$WORK/check.out" 2>&1; then ok "$what"; else
-		fail "$what"
-		sed 's/^/       /' "$WORK/check.out" | tail -20
-	fi
-}
+# shellcheck source=scripts/lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
 section() { printf '\n--- %s\n' "$*"; }
 start_time=$(date +%s)
 
