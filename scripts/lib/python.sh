@@ -23,15 +23,23 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 log() { printf 'python tools: %s\n' "$*" >&2; }
 
 if [[ "${1:-}" == "--lock" ]]; then
-	readonly UV=0.13.9 # the `lock` group of pyproject.toml
+	# From pyproject.toml: the `lock` group's uv pin (first line), then a
+	# --group flag for every other group (the ones the lock covers).
+	mapfile -t plan < <(python3 - "$scripts/pyproject.toml" <<'PY'
+import sys, tomllib
+groups = tomllib.load(open(sys.argv[1], "rb"))["dependency-groups"]
+print(*groups["lock"])
+for name in groups:
+    if name != "lock":
+        print(f"--group=pyproject.toml:{name}")
+PY
+	)
 	tmp="$(mktemp -d)"
 	trap 'rm -rf "$tmp"' EXIT
 	python3 -m venv "$tmp/uv"
-	"$tmp/uv/bin/pip" install -q "uv==$UV"
-	groups=()
-	for g in supply-chain image workflows manifests data; do groups+=(--group "pyproject.toml:$g"); done
+	"$tmp/uv/bin/pip" install -q "${plan[0]}"
 	cd "$scripts"
-	"$tmp/uv/bin/uv" pip compile --quiet "${groups[@]}" --python-version 3.11 --universal \
+	"$tmp/uv/bin/uv" pip compile --quiet "${plan[@]:1}" --python-version 3.11 --universal \
 		--generate-hashes --no-header pyproject.toml -o requirements.lock
 	exit 0
 fi
