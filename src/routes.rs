@@ -97,6 +97,7 @@ impl Route {
     /// The route of `req`: by path, unless the request breaks a rule that
     /// holds for every path.
     fn of<B>(listener: Listener, req: &Request<B>) -> Route {
+        // Over the cap, nothing about the request matters (not even Host).
         if listener == Listener::OverCapacity {
             return Route::OverCapacity;
         }
@@ -123,7 +124,6 @@ impl Route {
             (Listener::Admin, "/healthz") => Route::Healthz,
             (Listener::Admin, "/readyz") => Route::Readyz,
             (Listener::Admin, "/metrics") => Route::Metrics,
-            (Listener::OverCapacity, _) => Route::OverCapacity,
             _ => Route::NotFound,
         }
     }
