@@ -37,7 +37,7 @@ fmt: ## Format the code
 	cargo fmt
 
 .PHONY: bench
-bench: | debian-x86_64 ## [Debian/x86_64] Load benchmark: cached /api/v1/counts vs a minimal hyper server (CONNECTIONS="64 1024" DURATION=5s ROUNDS=7)
+bench: | debian-x86_64 ## [Debian/x86_64] Request path: cached /api/v1/counts vs a minimal hyper server, server on CPU 0 and wrk on CPU 1, CPU per request (BASE=rev side by side; CONNECTIONS DURATION ROUNDS PINNED)
 	scripts/bench/run.sh
 
 ## --- hostile input: fuzzing (docs/reliability.md, fuzz/) ------------------------

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Load benchmark: the service's cached GET /api/v1/counts against the
-# minimal hyper server (examples/hello.rs), same tool, same settings, one
-# after the other on 127.0.0.1. Prints requests/s, latency percentiles,
-# RSS and the ratio to the ceiling. A script that prints figures, not a
-# test: `make bench`. Results go into docs/performance.md by hand.
+# Request-path benchmark: the service's cached GET /api/v1/counts against the
+# minimal hyper server (examples/hello.rs), and optionally against the same
+# service built from another commit, loaded in turn with wrk on 127.0.0.1.
+# A script that prints figures, not a test: `make bench`. Results go into
+# docs/performance.md by hand.
 #
-# Environment: CONNECTIONS (default "64 1024", the issue's two sizes), DURATION
-# (default 5s), THREADS (wrk threads, default 2), ROUNDS (default 7: the
-# service and the ceiling alternate, and the median ratio is reported, since
-# single runs on a shared VM differ by up to 25 %; many short pairs gave
-# steadier medians than a few long ones), PORT_BASE (default 18080).
+# Pinned mode (the default, PINNED=1, needs 2 CPUs): the server runs on CPU 0
+# and wrk (one thread) on CPU 1, so the server's CPU time per request is its
+# own and not a share of two cores with wrk. Each run reports requests/s,
+# latency percentiles and the server's CPU time per request (user + system,
+# from /proc/PID/stat); the summary gives per-target medians and the median
+# per-round ratio of CPU per request to the minimal server's.
+#
+# Environment: CONNECTIONS (default "64 1024"), DURATION (default 5s), ROUNDS
+# (default 7; targets alternate order each round, the medians are reported),
+# PINNED (default 1; 0 shares both cores with wrk -t2), BASE (a git revision:
+# also measure the service built from it, side by side), PORT_BASE (18080).
 #
 # At the end it runs the cold path (examples/loadtest.rs cold-path): the
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
@@ -19,18 +25,37 @@ cd "$(dirname "$0")/../.."
 
 CONNECTIONS=${CONNECTIONS:-64 1024}
 DURATION=${DURATION:-5s}
-THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-7}
+PINNED=${PINNED:-1}
+BASE=${BASE:-}
 PORT_BASE=${PORT_BASE:-18080}
-SERVICE_PORT=$PORT_BASE
-SERVICE_ADMIN=$((PORT_BASE + 1))
-HELLO_PORT=$((PORT_BASE + 2))
 
-for tool in wrk bc curl; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl >/dev/null; break; }
+for tool in wrk bc curl taskset; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl util-linux >/dev/null; break; }
 done
 
+if [[ $PINNED == 1 ]] && (($(nproc) >= 2)); then
+  SERVER_CPU=(taskset -c 0) WRK=(taskset -c 1 wrk -t1)
+else
+  PINNED=0 SERVER_CPU=() WRK=(wrk -t2)
+fi
+
+# Binaries are copied aside under target/bench, as each build replaces
+# target/release/wordcount. The base commit builds from an exported tree in
+# the same target directory, so only the crates that differ compile.
+bin_dir=target/bench
+mkdir -p "$bin_dir"
 cargo build --release --locked --bin wordcount --example hello --example loadtest >&2
+cp target/release/wordcount "$bin_dir/wordcount"
+if [[ -n $BASE ]]; then
+  base_rev=$(git rev-parse --short=12 "$BASE^{commit}")
+  src="$bin_dir/src-$base_rev"
+  rm -rf "$src" && mkdir -p "$src"
+  git archive "$base_rev" | tar -x -C "$src"
+  (cd "$src" && WORDCOUNT_COMMIT=$base_rev CARGO_TARGET_DIR=$PWD/../.. cargo build --release --locked --bin wordcount >&2)
+  cp target/release/wordcount "$bin_dir/wordcount-$base_rev"
+fi
+
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -39,8 +64,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 wait_http() {
   for _ in $(seq 1 200); do
@@ -51,17 +74,31 @@ wait_http() {
   return 1
 }
 
-# Logs go to a file, as a container runtime would collect them: the cost
+# Targets: name -> URL and PID. Every server gets its own ports; the
+# services log to a file, as a container runtime would collect them: the cost
 # of writing one access-log line per request is part of what is measured.
-PORT=$SERVICE_PORT ADMIN_PORT=$SERVICE_ADMIN BIND_ADDRESS=127.0.0.1 \
-  target/release/wordcount >"$work/service.log" 2>&1 &
-pids+=("$!"); service_pid=$!
-target/release/examples/hello "127.0.0.1:$HELLO_PORT" >/dev/null 2>&1 &
-pids+=("$!"); hello_pid=$!
-
-wait_http "http://127.0.0.1:$SERVICE_ADMIN/readyz"
-wait_http "http://127.0.0.1:$HELLO_PORT/"
-curl -fsS -o /dev/null "http://127.0.0.1:$SERVICE_PORT/api/v1/counts"   # fill the cache
+declare -A URL PID
+port=$PORT_BASE
+start_service() {
+  local name=$1 bin=$2
+  PORT=$port ADMIN_PORT=$((port + 1)) BIND_ADDRESS=127.0.0.1 \
+    "${SERVER_CPU[@]}" "$bin" >"$work/$name.log" 2>&1 &
+  pids+=("$!") PID[$name]=$!
+  wait_http "http://127.0.0.1:$((port + 1))/readyz"
+  URL[$name]="http://127.0.0.1:$port/api/v1/counts"
+  curl -fsS -o /dev/null "${URL[$name]}" # fill the cache
+  port=$((port + 2))
+}
+targets=(hello wordcount)
+"${SERVER_CPU[@]}" target/release/examples/hello "127.0.0.1:$port" >/dev/null 2>&1 &
+pids+=("$!") PID[hello]=$! URL[hello]="http://127.0.0.1:$port/"
+wait_http "${URL[hello]}"
+port=$((port + 2))
+start_service wordcount "$bin_dir/wordcount"
+if [[ -n $BASE ]]; then
+  start_service "base-$base_rev" "$bin_dir/wordcount-$base_rev"
+  targets+=("base-$base_rev")
+fi
 
 # wrk prints latency in us/ms/s; normalise to milliseconds.
 to_ms() {
@@ -71,57 +108,58 @@ to_ms() {
     else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
     else printf "%s", v }'
 }
+# CPU time (user + system) of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
 
-# run NAME URL PID CONNS ROUND -> prints one table row, remembers rps
-declare -A RPS
+# run TARGET CONNS ROUND -> prints one table row, remembers req/s and CPU/request
+declare -A RPS CPU
 run() {
-  local name=$1 url=$2 pid=$3 conns=$4 round=$5 out rss_before rss_after rps p50 p99 p999 errors
-  # Write back the log lines of the previous run now: left to the kernel,
-  # the writeback of a few hundred MB would land in the next run, on
-  # whichever server that is.
+  local name=$1 conns=$2 round=$3 out ticks requests rps p50 p99 p999 errors
+  # Write back the previous run's log lines now, not during this run.
   sync
-  rss_before=$(rss_kib "$pid")
-  out=$(wrk -t"$THREADS" -c"$conns" -d"$DURATION" --latency -s scripts/bench/percentiles.lua "$url")
-  rss_after=$(rss_kib "$pid")
+  ticks=$(cpu_ticks "${PID[$name]}")
+  out=$("${WRK[@]}" -c"$conns" -d"$DURATION" --latency -s scripts/bench/percentiles.lua "${URL[$name]}")
+  ticks=$(($(cpu_ticks "${PID[$name]}") - ticks))
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "p50" {print $2}' <<<"$out")
   p99=$(awk '$1 == "p99" {print $2}' <<<"$out")
   p999=$(awk '$1 == "p99.9" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
-  RPS["$name/$conns/$round"]=$rps
-  printf '| %s | %-24s | %5s | %10.0f | %8s | %8s | %8s | %6.1f | %6.1f | %s\n' \
-    "$round" "$name" "$conns" "$rps" "$(to_ms "${p50}us")" "$(to_ms "${p99}us")" "$(to_ms "${p999}us")" \
-    "$(bc -l <<<"$rss_before/1024")" "$(bc -l <<<"$rss_after/1024")" "${errors:-none}"
+  RPS[$name/$conns/$round]=$rps
+  CPU[$name/$conns/$round]=$(bc -l <<<"$ticks * $TICK_US / $requests")
+  printf '| %s | %-22s | %5s | %9.0f | %6.2f | %8s | %8s | %8s | %s\n' "$round" "$name" "$conns" "$rps" \
+    "${CPU[$name/$conns/$round]}" "$(to_ms "${p50}us")" "$(to_ms "${p99}us")" "$(to_ms "${p999}us")" "${errors:-none}"
 }
 
+median() { sort -g | awk '{v[NR] = $1} END {printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
 echo "machine: $(nproc) cores, $(awk '/model name/ {$1=$2=$3=""; print; exit}' /proc/cpuinfo | xargs), $(uname -r)"
-echo "wrk -t$THREADS -d$DURATION, 127.0.0.1, service and ceiling loaded one after the other, $ROUNDS rounds"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+if ((PINNED)); then echo "pinned: servers on CPU 0, wrk -t1 on CPU 1"; else echo "shared: servers and wrk -t2 on all CPUs"; fi
+echo "wrk -d$DURATION on 127.0.0.1, targets in turn, $ROUNDS rounds; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| r | target                   | conns |    req/s   | p50 ms   | p99 ms   | p99.9 ms | RSS0 MiB | RSS1 MiB | errors"
-echo "|---|--------------------------|-------|------------|----------|----------|----------|--------|--------|-------"
-hello_row() { run "hello (ceiling)" "http://127.0.0.1:$HELLO_PORT/" "$hello_pid" "$1" "$2"; }
-counts_row() { run "wordcount /api/v1/counts" "http://127.0.0.1:$SERVICE_PORT/api/v1/counts" "$service_pid" "$1" "$2"; }
+echo "| r | target                 | conns |   req/s   | µs CPU/req | p50 ms | p99 ms | p99.9 ms | errors"
+echo "|---|------------------------|-------|-----------|------------|--------|--------|----------|-------"
 for round in $(seq 1 "$ROUNDS"); do
   for conns in $CONNECTIONS; do
-    # Alternate which goes first, so a neighbour's burst on this shared
-    # machine does not always land on the same side.
-    if ((round % 2)); then hello_row "$conns" "$round"; counts_row "$conns" "$round"
-    else counts_row "$conns" "$round"; hello_row "$conns" "$round"; fi
-    [[ $round == 1 ]] && run "wordcount /hello" "http://127.0.0.1:$SERVICE_PORT/hello" "$service_pid" "$conns" "$round"
+    # Rotate which goes first, so a neighbour's burst on this shared machine
+    # does not always land on the same target.
+    n=${#targets[@]}
+    for i in $(seq 0 $((n - 1))); do run "${targets[$(((i + round) % n))]}" "$conns" "$round"; done
   done
 done
 echo
 for conns in $CONNECTIONS; do
-  ratios=()
-  for round in $(seq 1 "$ROUNDS"); do
-    ratios+=("$(bc -l <<<"${RPS["wordcount /api/v1/counts/$conns/$round"]} / ${RPS["hello (ceiling)/$conns/$round"]}")")
+  echo "at $conns connections, medians of $ROUNDS rounds:"
+  for name in "${targets[@]}"; do
+    rps=$(for r in $(seq 1 "$ROUNDS"); do echo "${RPS[$name/$conns/$r]}"; done | median)
+    cpu=$(for r in $(seq 1 "$ROUNDS"); do echo "${CPU[$name/$conns/$r]}"; done | median)
+    ratio=$(for r in $(seq 1 "$ROUNDS"); do bc -l <<<"${CPU[$name/$conns/$r]} / ${CPU[hello/$conns/$r]}"; done | median)
+    printf '  %-22s %9.0f req/s  %6.2f µs CPU/request  %5.2fx the minimal server\n' "$name" "$rps" "$cpu" "$ratio"
   done
-  sorted=$(printf '%s\n' "${ratios[@]}" | sort -g)
-  printf 'ratio /api/v1/counts : ceiling at %s connections: median %.2f of %s rounds (%s) (target >= 0.80)\n' "$conns" \
-    "$(sed -n "$(((ROUNDS + 1) / 2))p" <<<"$sorted")" "$ROUNDS" "$(printf '%.2f ' "${ratios[@]}" | sed 's/ $//')"
 done
-echo "access-log lines written during the run: $(wc -l <"$work/service.log")"
+echo "access-log lines written during the run: $(cat "$work"/*.log | wc -l)"
 
 echo
 # wrk's duration format ("10s") -> whole seconds for the harness.
@@ -129,5 +167,5 @@ seconds=${DURATION%s}
 [[ $seconds =~ ^[0-9]+$ ]] || seconds=10
 first_conns=${CONNECTIONS%% *}
 echo "cold path: examples/loadtest.rs cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
-LOADTEST_BIN=target/release/wordcount LOADTEST_SECONDS=$seconds LOADTEST_CONNECTIONS=$first_conns \
+LOADTEST_BIN=$bin_dir/wordcount LOADTEST_SECONDS=$seconds LOADTEST_CONNECTIONS=$first_conns \
   target/release/examples/loadtest cold-path
