@@ -23,10 +23,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::WordMatch;
 use crate::error::{Error, Result};
 use crate::metrics::{CacheResult, Metrics};
-use crate::source::{Counts, CountsSource};
+use crate::source::{Counts, CountsSource, WordMatch};
 use crate::telemetry::TraceContext;
 
 /// How long a request waits for a refresh when stale data could be served

@@ -36,10 +36,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cache::{Cache, Readiness, Served};
-use crate::config::WordMatch;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::source::Row;
+use crate::source::{Row, WordMatch};
 use crate::telemetry::{self, Access, TraceContext};
 
 pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
