@@ -3,8 +3,9 @@
 //! Every setting is declared once, below, as a clap flag with its
 //! environment variable, default and parser (the flag wins over the
 //! variable); `--help` is generated from these declarations. Only the
-//! domain rules are written here: what a valid word, project, table,
-//! location or endpoint is, and the rules across settings ([`Config::new`]).
+//! domain rules are written by hand: what a valid word, port, duration,
+//! project, table, location or endpoint is (`config/rules.rs`), and the
+//! rules across settings ([`Config::new`]).
 //!
 //! Anything wrong is an [`Error::Config`] naming the environment variable,
 //! whichever way the value came in: `main` prints it on one line and exits
@@ -20,6 +21,8 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
 use crate::source::WordMatch;
+
+mod rules;
 
 /// Longest WORD accepted; longer values are almost certainly a mistake and
 /// would only make pages and log lines unwieldy.
@@ -58,7 +61,7 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
         /// Admin port to query
-        #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = port)]
+        #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = rules::port)]
         admin_port: u16,
     },
 }
@@ -68,19 +71,19 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Word to count
-    #[arg(long, env = "WORD", default_value = "the", value_parser = word)]
+    #[arg(long, env = "WORD", default_value = "the", value_parser = rules::word)]
     pub word: String,
     /// Word comparison
     #[arg(long, env = "WORD_MATCH", value_enum, default_value_t = WordMatch::Exact)]
     pub word_match: WordMatch,
     /// Public HTTP port
-    #[arg(long, env = "PORT", default_value = "8080", value_parser = port)]
+    #[arg(long, env = "PORT", default_value = "8080", value_parser = rules::port)]
     pub port: u16,
     /// Admin port for /healthz, /readyz, /metrics
-    #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = port)]
+    #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = rules::port)]
     pub admin_port: u16,
     /// Address both listeners bind to
-    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0", value_parser = ip_address)]
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0", value_parser = rules::ip_address)]
     pub bind_address: IpAddr,
     /// Data source
     #[arg(long, env = "SOURCE", value_enum, default_value_t = SourceKind::Sample)]
@@ -89,43 +92,43 @@ pub struct ServeArgs {
     #[arg(long, env = "DATA_FILE")]
     pub data_file: Option<PathBuf>,
     /// Seconds a result stays fresh, at least 1
-    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = positive_seconds)]
+    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = rules::positive_seconds)]
     pub cache_ttl: Duration,
     /// Log format
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
     /// Seconds in-flight requests get to finish after SIGTERM
-    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10", value_parser = seconds)]
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10", value_parser = rules::seconds)]
     pub drain_timeout: Duration,
     /// Seconds a client gets to send the request headers, and an idle keep-alive connection stays open
-    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = positive_seconds)]
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = rules::positive_seconds)]
     pub header_read_timeout: Duration,
     /// Seconds an answer may go unread before the connection is closed
-    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10", value_parser = positive_seconds)]
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10", value_parser = rules::positive_seconds)]
     pub write_timeout: Duration,
     /// Seconds a request may take end to end
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30", value_parser = positive_seconds)]
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30", value_parser = rules::positive_seconds)]
     pub request_timeout: Duration,
     /// Concurrent connections per listener before new ones are refused
-    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000", value_parser = at_least_one::<usize>)]
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000", value_parser = rules::at_least_one::<usize>)]
     pub max_connections: usize,
     /// GCP project that runs and pays for query jobs
-    #[arg(long, env = "BIGQUERY_PROJECT", value_parser = project_id)]
+    #[arg(long, env = "BIGQUERY_PROJECT", value_parser = rules::project_id)]
     pub bigquery_project: Option<String>,
     /// Table to query
-    #[arg(long, env = "BIGQUERY_TABLE", default_value = DEFAULT_TABLE, value_parser = table)]
+    #[arg(long, env = "BIGQUERY_TABLE", default_value = DEFAULT_TABLE, value_parser = rules::table)]
     pub bigquery_table: String,
     /// Upper bound on bytes billed per query job
-    #[arg(long, env = "BIGQUERY_MAX_BYTES_BILLED", default_value = "104857600", value_parser = at_least_one::<u64>)]
+    #[arg(long, env = "BIGQUERY_MAX_BYTES_BILLED", default_value = "104857600", value_parser = rules::at_least_one::<u64>)]
     pub bigquery_max_bytes_billed: u64,
     /// Seconds one refresh may take, retries included
-    #[arg(long, env = "BIGQUERY_TIMEOUT", default_value = "20", value_parser = positive_seconds)]
+    #[arg(long, env = "BIGQUERY_TIMEOUT", default_value = "20", value_parser = rules::positive_seconds)]
     pub bigquery_timeout: Duration,
     /// Location for query jobs, e.g. US
-    #[arg(long, env = "BIGQUERY_LOCATION", value_parser = location)]
+    #[arg(long, env = "BIGQUERY_LOCATION", value_parser = rules::location)]
     pub bigquery_location: Option<String>,
     /// API root, for emulators and tests, e.g. http://127.0.0.1:9050
-    #[arg(long, env = "BIGQUERY_ENDPOINT", value_parser = endpoint)]
+    #[arg(long, env = "BIGQUERY_ENDPOINT", value_parser = rules::endpoint)]
     pub bigquery_endpoint: Option<String>,
     /// Credentials
     #[arg(long, env = "BIGQUERY_AUTH", value_enum, default_value_t = BigQueryAuth::Google)]
@@ -372,114 +375,6 @@ impl Config {
         };
         Config::new(serve.ok_or_else(|| Error::config("arguments", "not a serve command"))?)
     }
-}
-
-type Parsed<T> = std::result::Result<T, String>;
-
-fn word(word: &str) -> Parsed<String> {
-    if word.trim().is_empty() {
-        return Err("must not be empty".into());
-    }
-    if word.chars().count() > MAX_WORD_CHARS {
-        return Err(format!("must be at most {MAX_WORD_CHARS} characters"));
-    }
-    if word.chars().any(char::is_control) {
-        return Err("must not contain control characters".into());
-    }
-    Ok(word.to_owned())
-}
-
-fn port(s: &str) -> Parsed<u16> {
-    s.trim().parse().map_err(|_| format!("{s:?} is not a port number (0-65535)"))
-}
-
-fn ip_address(s: &str) -> Parsed<IpAddr> {
-    s.parse().map_err(|_| format!("{s:?} is not an IP address"))
-}
-
-fn whole<T: std::str::FromStr>(s: &str) -> Parsed<T> {
-    s.trim().parse().map_err(|_| format!("{s:?} is not a non-negative whole number"))
-}
-
-fn at_least_one<T: std::str::FromStr + PartialEq + From<u8>>(s: &str) -> Parsed<T> {
-    let n = whole(s)?;
-    if n == T::from(0) { Err("must be at least 1".into()) } else { Ok(n) }
-}
-
-fn seconds(s: &str) -> Parsed<Duration> {
-    let seconds = whole(s)?;
-    if seconds > MAX_SECONDS {
-        return Err(format!("{seconds} is more than {MAX_SECONDS} seconds (a year)"));
-    }
-    Ok(Duration::from_secs(seconds))
-}
-
-fn positive_seconds(s: &str) -> Parsed<Duration> {
-    let d = seconds(s)?;
-    if d.is_zero() { Err("must be at least 1 second".into()) } else { Ok(d) }
-}
-
-fn project_id(s: &str) -> Parsed<String> {
-    if is_project_id(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!("{s:?} is not a GCP project id (lowercase letters, digits, '-', optionally 'domain:')"))
-    }
-}
-
-/// GCP project ids: 6-30 of `[a-z0-9-]`, optionally prefixed by a
-/// `domain.example:` for domain-scoped projects.
-fn is_project_id(s: &str) -> bool {
-    let id = match s.rsplit_once(':') {
-        Some((domain, id)) => {
-            if domain.is_empty()
-                || !domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
-            {
-                return false;
-            }
-            id
-        }
-        None => s,
-    };
-    (6..=30).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !id.ends_with('-')
-}
-
-/// `project.dataset.table` with a conservative character set, so that the
-/// name can be put between backticks in SQL without any escaping question.
-fn table(table: &str) -> Parsed<String> {
-    let parts: Vec<&str> = table.split('.').collect();
-    let ok = match parts.as_slice() {
-        [project, dataset, name] => {
-            is_project_id(project) && is_identifier(dataset, false) && is_identifier(name, true)
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(table.to_owned())
-    } else {
-        Err(format!("{table:?} is not project.dataset.table (letters, digits, '_'; '-' in the project and table)"))
-    }
-}
-
-fn is_identifier(s: &str, dash_allowed: bool) -> bool {
-    (1..=1024).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (dash_allowed && c == '-'))
-}
-
-fn location(loc: &str) -> Parsed<String> {
-    if loc.is_empty() || loc.len() > 64 || !loc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return Err(format!("{loc:?} is not a BigQuery location"));
-    }
-    Ok(loc.to_owned())
-}
-
-fn endpoint(url: &str) -> Parsed<String> {
-    let valid = (url.starts_with("http://") || url.starts_with("https://"))
-        && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some() && u.query().is_none());
-    if valid { Ok(url.to_owned()) } else { Err(format!("{url:?} is not an http(s) URL")) }
 }
 
 #[cfg(test)]
