@@ -52,6 +52,13 @@ pub struct Snapshot {
     fetched: Instant,
 }
 
+impl Snapshot {
+    /// `counts`, arrived now.
+    pub fn new(counts: Counts) -> Self {
+        Snapshot { counts, fetched_at: OffsetDateTime::now_utc(), fetched: Instant::now() }
+    }
+}
+
 /// What a lookup hands to a handler.
 #[derive(Debug, Clone)]
 pub struct Served {
@@ -248,7 +255,7 @@ impl Cache {
                         elapsed_ms = elapsed.as_millis() as u64,
                         "data refreshed"
                     );
-                    Ok(Arc::new(Snapshot { counts, fetched_at: OffsetDateTime::now_utc(), fetched: Instant::now() }))
+                    Ok(Arc::new(Snapshot::new(counts)))
                 }
                 Err(err) => {
                     cache.metrics.observe_query(kind, elapsed, Some(err.reason()));

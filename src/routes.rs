@@ -390,6 +390,7 @@ fn method_label(method: &Method) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Counts;
 
     #[test]
     fn routes_live_on_their_own_listener() {
@@ -401,6 +402,29 @@ mod tests {
         assert_eq!(Route::resolve(Listener::Admin, "/"), Route::NotFound);
         assert_eq!(Route::resolve(Listener::Admin, "/metrics"), Route::Metrics);
         assert_eq!(Route::resolve(Listener::Public, "/hello/"), Route::NotFound);
+    }
+
+    #[test]
+    fn a_fresh_body_is_rendered_once_per_snapshot() {
+        let memo = Memo::default();
+        let renders = std::cell::Cell::new(0);
+        let render = || {
+            renders.set(renders.get() + 1);
+            Ok(Bytes::from(renders.get().to_string()))
+        };
+        let served = |snapshot: &Arc<Snapshot>, stale| Served {
+            snapshot: Arc::clone(snapshot),
+            stale,
+            fresh_for: Duration::from_secs(1),
+        };
+        let (first, second) = (Arc::new(Snapshot::new(Counts::default())), Arc::new(Snapshot::new(Counts::default())));
+
+        assert_eq!(memo.get(&served(&first, false), render), Ok(Bytes::from("1")));
+        assert_eq!(memo.get(&served(&first, false), render), Ok(Bytes::from("1")), "memoised");
+        assert_eq!(memo.get(&served(&first, true), render), Ok(Bytes::from("2")), "stale: rendered for the request");
+        assert_eq!(memo.get(&served(&second, false), render), Ok(Bytes::from("3")), "a new snapshot");
+        assert_eq!(memo.get(&served(&second, false), render), Ok(Bytes::from("3")));
+        assert_eq!(renders.get(), 3);
     }
 
     #[test]
