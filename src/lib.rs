@@ -75,7 +75,17 @@ pub async fn build(config: &Config) -> Result<App> {
     };
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
     let cache = Cache::new(source, config.word_match, config.cache_ttl, Arc::clone(&metrics), Arc::clone(&readiness));
-    let state = State::new(config, source_label, cache, metrics, readiness);
+    let state = State {
+        word: config.word.clone(),
+        word_match: config.word_match,
+        source_label,
+        cache,
+        metrics,
+        readiness,
+        request_timeout: config.request_timeout,
+        rendered_html: Default::default(),
+        rendered_json: Default::default(),
+    };
     Ok(App { state: Arc::new(state), limits: Limits::new(config) })
 }
 

@@ -30,7 +30,6 @@ pub struct Readiness {
 impl Readiness {
     /// Starting: not ready until the source answers.
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        metrics.set_ready(false);
         Readiness { state: Mutex::new(ReadyState::Starting), metrics }
     }
 

@@ -33,7 +33,6 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::cache::{Cache, Served, Snapshot};
-use crate::config::Config;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
@@ -55,31 +54,12 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub request_timeout: Duration,
-    rendered_html: Memo,
-    rendered_json: Memo,
+    /// The fresh page and JSON, rendered once per snapshot.
+    pub(crate) rendered_html: Memo,
+    pub(crate) rendered_json: Memo,
 }
 
 impl State {
-    pub fn new(
-        config: &Config,
-        source_label: String,
-        cache: Arc<Cache>,
-        metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
-    ) -> State {
-        State {
-            word: config.word.clone(),
-            word_match: config.word_match,
-            source_label,
-            cache,
-            metrics,
-            readiness,
-            request_timeout: config.request_timeout,
-            rendered_html: Memo::default(),
-            rendered_json: Memo::default(),
-        }
-    }
-
     fn labels(&self) -> Labels<'_> {
         Labels {
             word: &self.word,
@@ -95,7 +75,7 @@ impl State {
 /// per snapshot, not per request. Holding the snapshot keeps its address
 /// from being reused, so the address identifies it.
 #[derive(Default)]
-struct Memo(Mutex<Option<(Arc<Snapshot>, Bytes)>>);
+pub(crate) struct Memo(Mutex<Option<(Arc<Snapshot>, Bytes)>>);
 
 impl Memo {
     /// The body of `served`, from the memo when it holds this snapshot's; a
