@@ -89,7 +89,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SOURCE", value_enum, default_value_t = SourceKind::Sample)]
     pub source: SourceKind,
     /// CSV (or .csv.gz) file for SOURCE=file
-    #[arg(long, env = "DATA_FILE")]
+    #[arg(long, env = "DATA_FILE", value_parser = rules::path)]
     pub data_file: Option<PathBuf>,
     /// Seconds a result stays fresh, at least 1
     #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = rules::positive_seconds)]
@@ -134,7 +134,7 @@ pub struct ServeArgs {
     #[arg(long, env = "BIGQUERY_AUTH", value_enum, default_value_t = BigQueryAuth::Google)]
     pub bigquery_auth: BigQueryAuth,
     /// Service-account key file; without it, gcloud application-default credentials or the metadata server
-    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS")]
+    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS", value_parser = rules::path)]
     pub credentials_file: Option<PathBuf>,
 }
 
@@ -503,6 +503,13 @@ mod tests {
         assert_eq!(bq.max_bytes_billed, 1000);
         assert_eq!(bq.timeout, Duration::from_secs(20));
         assert_eq!(config.word_match, WordMatch::IgnoreCase);
+    }
+
+    #[test]
+    fn an_empty_path_is_left_to_the_source_to_refuse() {
+        let config = load(&[("SOURCE", "file"), ("DATA_FILE", "")]).expect("opening it is what fails");
+        assert_eq!(config.source, SourceConfig::File(PathBuf::new()));
+        assert!(load(&[("DATA_FILE", "")]).is_ok(), "unused with SOURCE=sample");
     }
 
     #[test]

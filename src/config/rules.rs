@@ -3,6 +3,7 @@
 //! variable it came from.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{MAX_SECONDS, MAX_WORD_CHARS};
@@ -20,6 +21,12 @@ pub(super) fn word(word: &str) -> Parsed<String> {
         return Err("must not contain control characters".into());
     }
     Ok(word.to_owned())
+}
+
+/// Any path, the empty one included: opening it is what fails, naming the
+/// variable (clap's own path parser refuses `DATA_FILE=` as a missing value).
+pub(super) fn path(s: &str) -> Parsed<PathBuf> {
+    Ok(PathBuf::from(s))
 }
 
 pub(super) fn port(s: &str) -> Parsed<u16> {
