@@ -48,9 +48,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{BigQueryAuth, BigQueryConfig, WordMatch};
+use crate::config::{BigQueryAuth, BigQueryConfig};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::source::WordMatch;
 use crate::source::{Counts, CountsSource, Row};
 use crate::telemetry::{HexId, TraceContext};
 

@@ -1,4 +1,4 @@
-//! The result cache in front of every data source, and readiness.
+//! The result cache in front of every data source.
 //!
 //! - A result is fresh for `CACHE_TTL`; fresh lookups never touch the source.
 //! - Concurrent lookups that need the source share one query (single
@@ -9,13 +9,12 @@
 //!   result is served marked stale instead of an error; after a failure the
 //!   source is left alone for `RETRY_AFTER_FAILURE` so an outage upstream
 //!   does not become a query per request.
-//! - [`Readiness`] reports 200 once the source has answered, and stays so
-//!   while stale data covers a failing source; it never flaps on a refresh.
+//! - Every refresh's outcome goes to [`Readiness`]; [`Cache::warm_up`]
+//!   asks the source at start-up, so an instance turns ready before any
+//!   user asks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-
-use bytes::Bytes;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -23,10 +22,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::config::WordMatch;
 use crate::error::{Error, Result};
 use crate::metrics::{CacheResult, Metrics};
-use crate::source::{Counts, CountsSource};
+use crate::readiness::Readiness;
+use crate::source::{Counts, CountsSource, WordMatch};
 use crate::telemetry::TraceContext;
 
 /// How long a request waits for a refresh when stale data could be served
@@ -42,17 +41,22 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15);
 /// asked once per request.
 pub const COLD_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(2);
 
+/// Longest pause between start-up attempts to reach the data source.
+const WARMUP_MAX_BACKOFF: Duration = Duration::from_secs(30);
+
 /// A good answer from the source and when it arrived.
 #[derive(Debug)]
 pub struct Snapshot {
     pub counts: Counts,
     pub fetched_at: OffsetDateTime,
     fetched: Instant,
-    /// Response bodies rendered from this snapshot, filled by the handlers
-    /// on first use: a fresh answer is the same bytes for every request
-    /// until the next refresh, so it is rendered once, not per request.
-    pub rendered_json: OnceLock<Bytes>,
-    pub rendered_html: OnceLock<Bytes>,
+}
+
+impl Snapshot {
+    /// `counts`, arrived now.
+    pub fn new(counts: Counts) -> Self {
+        Snapshot { counts, fetched_at: OffsetDateTime::now_utc(), fetched: Instant::now() }
+    }
 }
 
 /// What a lookup hands to a handler.
@@ -207,6 +211,17 @@ impl Cache {
         }
     }
 
+    /// Asks the source for `word` until it answers, backing off between
+    /// attempts, so the instance turns ready without waiting for a user.
+    pub async fn warm_up(self: Arc<Self>, word: String) {
+        let mut backoff = Duration::from_millis(500);
+        while let Err(err) = self.get(&word, &TraceContext::from_traceparent(None)).await {
+            tracing::warn!(reason = err.reason(), error = %err, retry_in_ms = backoff.as_millis() as u64, "data source not answering yet");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(WARMUP_MAX_BACKOFF);
+        }
+    }
+
     /// Age of the newest good data for `word`, for the metrics scrape.
     pub fn data_age(&self, word: &str) -> Option<Duration> {
         let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -240,13 +255,7 @@ impl Cache {
                         elapsed_ms = elapsed.as_millis() as u64,
                         "data refreshed"
                     );
-                    Ok(Arc::new(Snapshot {
-                        counts,
-                        fetched_at: OffsetDateTime::now_utc(),
-                        fetched: Instant::now(),
-                        rendered_json: OnceLock::new(),
-                        rendered_html: OnceLock::new(),
-                    }))
+                    Ok(Arc::new(Snapshot::new(counts)))
                 }
                 Err(err) => {
                     cache.metrics.observe_query(kind, elapsed, Some(err.reason()));
@@ -274,7 +283,6 @@ impl Cache {
                     }
                 }
             }
-            cache.metrics.set_ready(cache.readiness.check().is_ok());
             drop(slots);
             // Waiters may all have gone; nobody listening is fine.
             let _ = tx.send(Some(outcome));
@@ -291,96 +299,12 @@ async fn wait(rx: &mut watch::Receiver<Outcome>) -> Outcome {
     }
 }
 
-/// Whether this instance should receive traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadyState {
-    /// The source has not answered yet.
-    Starting,
-    /// The source answered at least once.
-    Ready,
-    /// The source failed and there is no good data to serve instead.
-    Failing(&'static str),
-    /// SIGTERM arrived: let the load balancer move on while we drain.
-    Draining,
-}
-
-#[derive(Debug)]
-pub struct Readiness {
-    state: Mutex<ReadyState>,
-}
-
-impl Default for Readiness {
-    fn default() -> Self {
-        Readiness { state: Mutex::new(ReadyState::Starting) }
-    }
-}
-
-impl Readiness {
-    fn set(&self, next: impl FnOnce(ReadyState) -> ReadyState) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        *state = next(*state);
-    }
-
-    pub fn source_answered(&self) {
-        self.set(|s| if s == ReadyState::Draining { s } else { ReadyState::Ready });
-    }
-
-    /// A failed query with no good data to fall back on. Once ready, an
-    /// instance stays ready: it has data to serve, even if stale.
-    pub fn source_failed(&self, reason: &'static str) {
-        self.set(|s| match s {
-            ReadyState::Starting | ReadyState::Failing(_) => ReadyState::Failing(reason),
-            other => other,
-        });
-    }
-
-    pub fn draining(&self) {
-        self.set(|_| ReadyState::Draining);
-    }
-
-    /// `Ok` when ready, else the reason `/readyz` reports.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        match *self.state.lock().unwrap_or_else(PoisonError::into_inner) {
-            ReadyState::Ready => Ok(()),
-            ReadyState::Starting => Err("waiting for the first answer from the data source".into()),
-            ReadyState::Failing(reason) => Err(format!("data source unavailable ({reason}) and no data cached")),
-            ReadyState::Draining => Err("shutting down".into()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::source::Row;
     use async_trait::async_trait;
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    #[test]
-    fn readiness_starts_unready() {
-        let r = Readiness::default();
-        assert!(r.check().unwrap_err().contains("waiting"));
-    }
-
-    #[test]
-    fn readiness_follows_the_first_answer_and_does_not_flap() {
-        let r = Readiness::default();
-        r.source_failed("timeout");
-        assert!(r.check().unwrap_err().contains("timeout"));
-        r.source_answered();
-        assert_eq!(r.check(), Ok(()));
-        r.source_failed("upstream_5xx");
-        assert_eq!(r.check(), Ok(()), "a failure after data exists keeps the instance ready");
-    }
-
-    #[test]
-    fn draining_wins_over_everything() {
-        let r = Readiness::default();
-        r.source_answered();
-        r.draining();
-        r.source_answered();
-        assert_eq!(r.check(), Err("shutting down".into()));
-    }
 
     /// A source whose answers tests script: each call pops the next result
     /// (the last one repeats) after `delay`.
@@ -416,8 +340,8 @@ mod tests {
     }
 
     fn cache_with(source: Arc<Scripted>, ttl: Duration) -> (Arc<Cache>, Arc<Readiness>) {
-        let readiness = Arc::new(Readiness::default());
         let metrics = Arc::new(Metrics::new("the", "scripted", &[]));
+        let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
         (Cache::new(source, WordMatch::Exact, ttl, metrics, readiness.clone()), readiness)
     }
 

@@ -1,23 +1,28 @@
 //! Typed configuration, loaded once at start-up.
 //!
-//! Every setting can be given as a command-line flag or as an environment
-//! variable (the flag wins); both arrive here as raw strings and go through
-//! the same validation, so an error always names the environment variable,
-//! whichever way the value came in. The environment is read through the
-//! [`Env`] trait so tests hand in a map instead of mutating the process
-//! environment.
+//! Every setting is declared once, below, as a clap flag with its
+//! environment variable, default and parser (the flag wins over the
+//! variable); `--help` is generated from these declarations. Only the
+//! domain rules are written by hand: what a valid word, port, duration,
+//! project, table, location or endpoint is (`config/rules.rs`), and the
+//! rules across settings ([`Config::new`]).
 //!
-//! Anything wrong is a [`Error::Config`]: `main` prints it on one line and
-//! exits with code 64 before any port is bound.
+//! Anything wrong is an [`Error::Config`] naming the environment variable,
+//! whichever way the value came in: `main` prints it on one line and exits
+//! with code 64 before any port is bound.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
+use crate::source::WordMatch;
+
+mod rules;
 
 /// Longest WORD accepted; longer values are almost certainly a mistake and
 /// would only make pages and log lines unwieldy.
@@ -26,32 +31,10 @@ pub const MAX_WORD_CHARS: usize = 64;
 /// The table the original service queried.
 pub const DEFAULT_TABLE: &str = "bigquery-public-data.samples.shakespeare";
 
-/// Read access to environment variables: `None` when unset, an error
-/// naming `key` when set to something that is not a string.
-pub trait Env {
-    fn var(&self, key: &'static str) -> Result<Option<String>>;
-}
-
-/// The real process environment. A variable set to the empty string is set:
-/// `WORD=` is a mistake to report, not a request for the default; so is a
-/// value that is not valid UTF-8.
-pub struct ProcessEnv;
-
-impl Env for ProcessEnv {
-    fn var(&self, key: &'static str) -> Result<Option<String>> {
-        match std::env::var(key) {
-            Ok(value) => Ok(Some(value)),
-            Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::config(key, "is not valid UTF-8")),
-        }
-    }
-}
-
-impl Env for HashMap<&str, &str> {
-    fn var(&self, key: &'static str) -> Result<Option<String>> {
-        Ok(self.get(key).map(|v| (*v).to_owned()))
-    }
-}
+/// Longest duration setting accepted (a year): far beyond any sensible TTL
+/// or timeout, and far from where `Instant + Duration` overflows, which
+/// panics at the first cache hit.
+pub const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,105 +60,108 @@ pub enum Command {
         /// Check /readyz instead of /healthz.
         #[arg(long)]
         ready: bool,
-        /// Admin port to query [env: ADMIN_PORT] [default: 9090].
-        #[arg(long)]
-        admin_port: Option<String>,
+        /// Admin port to query
+        #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = rules::port)]
+        admin_port: u16,
     },
 }
 
-/// Raw serve settings as given on the command line; `None` falls back to
-/// the environment, then to the default.
-#[derive(Debug, Default, Clone, Args)]
+/// The serve settings, parsed one by one; [`Config::new`] checks them
+/// together.
+#[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Word to count [env: WORD] [default: the]
-    #[arg(long)]
-    pub word: Option<String>,
-    /// Word comparison: exact | ignore-case [env: WORD_MATCH] [default: exact]
-    #[arg(long)]
-    pub word_match: Option<String>,
-    /// Public HTTP port [env: PORT] [default: 8080]
-    #[arg(long)]
-    pub port: Option<String>,
-    /// Admin port for /healthz, /readyz, /metrics [env: ADMIN_PORT] [default: 9090]
-    #[arg(long)]
-    pub admin_port: Option<String>,
-    /// Address both listeners bind to [env: BIND_ADDRESS] [default: 0.0.0.0]
-    #[arg(long)]
-    pub bind_address: Option<String>,
-    /// Data source: sample | file | bigquery [env: SOURCE] [default: sample]
-    #[arg(long)]
-    pub source: Option<String>,
-    /// CSV (or .csv.gz) file for SOURCE=file [env: DATA_FILE]
-    #[arg(long)]
-    pub data_file: Option<String>,
-    /// Seconds a result stays fresh, at least 1 [env: CACHE_TTL] [default: 300]
-    #[arg(long)]
-    pub cache_ttl: Option<String>,
-    /// Log format: json | text [env: LOG_FORMAT] [default: json]
-    #[arg(long)]
-    pub log_format: Option<String>,
-    /// Seconds in-flight requests get to finish after SIGTERM [env: DRAIN_TIMEOUT] [default: 10]
-    #[arg(long)]
-    pub drain_timeout: Option<String>,
-    /// Seconds a client gets to send the request headers, and an idle keep-alive connection stays open [env: HEADER_READ_TIMEOUT] [default: 10]
-    #[arg(long)]
-    pub header_read_timeout: Option<String>,
-    /// Seconds an answer may go unread before the connection is closed [env: WRITE_TIMEOUT] [default: 10]
-    #[arg(long)]
-    pub write_timeout: Option<String>,
-    /// Seconds a request may take end to end [env: REQUEST_TIMEOUT] [default: 30]
-    #[arg(long)]
-    pub request_timeout: Option<String>,
-    /// Concurrent connections per listener before new ones are refused [env: MAX_CONNECTIONS] [default: 10000]
-    #[arg(long)]
-    pub max_connections: Option<String>,
-    /// GCP project that runs and pays for query jobs [env: BIGQUERY_PROJECT]
-    #[arg(long)]
+    /// Word to count
+    #[arg(long, env = "WORD", default_value = "the", value_parser = rules::word)]
+    pub word: String,
+    /// Word comparison
+    #[arg(long, env = "WORD_MATCH", value_enum, default_value_t = WordMatch::Exact)]
+    pub word_match: WordMatch,
+    /// Public HTTP port
+    #[arg(long, env = "PORT", default_value = "8080", value_parser = rules::port)]
+    pub port: u16,
+    /// Admin port for /healthz, /readyz, /metrics
+    #[arg(long, env = "ADMIN_PORT", default_value = "9090", value_parser = rules::port)]
+    pub admin_port: u16,
+    /// Address both listeners bind to
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0", value_parser = rules::ip_address)]
+    pub bind_address: IpAddr,
+    /// Data source
+    #[arg(long, env = "SOURCE", value_enum, default_value_t = SourceKind::Sample)]
+    pub source: SourceKind,
+    /// CSV (or .csv.gz) file for SOURCE=file
+    #[arg(long, env = "DATA_FILE", value_parser = rules::path)]
+    pub data_file: Option<PathBuf>,
+    /// Seconds a result stays fresh, at least 1
+    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = rules::positive_seconds)]
+    pub cache_ttl: Duration,
+    /// Log format
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    pub log_format: LogFormat,
+    /// Seconds in-flight requests get to finish after SIGTERM
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "10", value_parser = rules::seconds)]
+    pub drain_timeout: Duration,
+    /// Seconds a client gets to send the request headers, and an idle keep-alive connection stays open
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = rules::positive_seconds)]
+    pub header_read_timeout: Duration,
+    /// Seconds an answer may go unread before the connection is closed
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10", value_parser = rules::positive_seconds)]
+    pub write_timeout: Duration,
+    /// Seconds a request may take end to end
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30", value_parser = rules::positive_seconds)]
+    pub request_timeout: Duration,
+    /// Concurrent connections per listener before new ones are refused
+    #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000", value_parser = rules::at_least_one::<usize>)]
+    pub max_connections: usize,
+    /// GCP project that runs and pays for query jobs
+    #[arg(long, env = "BIGQUERY_PROJECT", value_parser = rules::project_id)]
     pub bigquery_project: Option<String>,
-    /// Table to query [env: BIGQUERY_TABLE] [default: bigquery-public-data.samples.shakespeare]
-    #[arg(long)]
-    pub bigquery_table: Option<String>,
-    /// Upper bound on bytes billed per query job [env: BIGQUERY_MAX_BYTES_BILLED] [default: 104857600]
-    #[arg(long)]
-    pub bigquery_max_bytes_billed: Option<String>,
-    /// Seconds one refresh may take, retries included [env: BIGQUERY_TIMEOUT] [default: 20]
-    #[arg(long)]
-    pub bigquery_timeout: Option<String>,
-    /// Location for query jobs, e.g. US [env: BIGQUERY_LOCATION]
-    #[arg(long)]
+    /// Table to query
+    #[arg(long, env = "BIGQUERY_TABLE", default_value = DEFAULT_TABLE, value_parser = rules::table)]
+    pub bigquery_table: String,
+    /// Upper bound on bytes billed per query job
+    #[arg(long, env = "BIGQUERY_MAX_BYTES_BILLED", default_value = "104857600", value_parser = rules::at_least_one::<u64>)]
+    pub bigquery_max_bytes_billed: u64,
+    /// Seconds one refresh may take, retries included
+    #[arg(long, env = "BIGQUERY_TIMEOUT", default_value = "20", value_parser = rules::positive_seconds)]
+    pub bigquery_timeout: Duration,
+    /// Location for query jobs, e.g. US
+    #[arg(long, env = "BIGQUERY_LOCATION", value_parser = rules::location)]
     pub bigquery_location: Option<String>,
-    /// API root, for emulators and tests, e.g. http://127.0.0.1:9050 [env: BIGQUERY_ENDPOINT]
-    #[arg(long)]
+    /// API root, for emulators and tests, e.g. http://127.0.0.1:9050
+    #[arg(long, env = "BIGQUERY_ENDPOINT", value_parser = rules::endpoint)]
     pub bigquery_endpoint: Option<String>,
-    /// Credentials: google | none (none needs BIGQUERY_ENDPOINT) [env: BIGQUERY_AUTH] [default: google]
-    #[arg(long)]
-    pub bigquery_auth: Option<String>,
+    /// Credentials
+    #[arg(long, env = "BIGQUERY_AUTH", value_enum, default_value_t = BigQueryAuth::Google)]
+    pub bigquery_auth: BigQueryAuth,
+    /// Service-account key file; without it, gcloud application-default credentials or the metadata server
+    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS", value_parser = rules::path)]
+    pub credentials_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WordMatch {
-    Exact,
-    IgnoreCase,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// The table compiled into the binary
+    Sample,
+    /// The CSV in DATA_FILE
+    File,
+    /// The BIGQUERY_TABLE
+    #[value(name = "bigquery")]
+    BigQuery,
 }
 
-impl WordMatch {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WordMatch::Exact => "exact",
-            WordMatch::IgnoreCase => "ignore-case",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
+    /// JSON lines for Cloud Logging
     Json,
+    /// Plain text, for people
     Text,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BigQueryAuth {
+    /// Google credentials: GOOGLE_APPLICATION_CREDENTIALS, gcloud's or the metadata server's
     Google,
+    /// No token, for an emulator at BIGQUERY_ENDPOINT
     None,
 }
 
@@ -230,244 +216,164 @@ pub struct Config {
     pub max_connections: usize,
 }
 
-impl Config {
-    /// Validates flags and environment into a [`Config`]. The first problem
-    /// found is returned; nothing is bound or opened here.
-    pub fn load(args: &ServeArgs, env: &dyn Env) -> Result<Config> {
-        let get = |flag: &Option<String>, var: &'static str| match flag {
-            Some(value) => Ok(Some(value.clone())),
-            None => env.var(var),
-        };
+/// Why the command line and environment give no [`Cli`].
+#[derive(Debug)]
+pub enum Invalid {
+    /// A setting's value is wrong ([`Error::Config`], naming its variable).
+    Setting(Error),
+    /// clap's own answer: `--help`, `--version` or a malformed command line.
+    Usage(clap::Error),
+}
 
-        let word = validate_word(get(&args.word, "WORD")?.unwrap_or_else(|| "the".into()))?;
-        let word_match = match get(&args.word_match, "WORD_MATCH")?.as_deref() {
-            None | Some("exact") => WordMatch::Exact,
-            Some("ignore-case") => WordMatch::IgnoreCase,
-            Some(other) => return Err(Error::config("WORD_MATCH", unknown(other, "exact, ignore-case"))),
-        };
-        let bind_address = match get(&args.bind_address, "BIND_ADDRESS")? {
-            None => IpAddr::from([0, 0, 0, 0]),
-            Some(s) => s.parse().map_err(|_| Error::config("BIND_ADDRESS", format!("{s:?} is not an IP address")))?,
-        };
-        let port = parse_port(get(&args.port, "PORT")?, "PORT", 8080)?;
-        let admin_port = parse_port(get(&args.admin_port, "ADMIN_PORT")?, "ADMIN_PORT", 9090)?;
-        if port == admin_port && port != 0 {
-            return Err(Error::config("ADMIN_PORT", format!("must differ from PORT ({port})")));
+impl Cli {
+    /// Parses the process's arguments and environment.
+    pub fn from_process() -> std::result::Result<Cli, Invalid> {
+        let command = Cli::command();
+        // clap reports a value that is not UTF-8 without naming the
+        // variable; a variable set to one is a mistake, not unset.
+        for var in env_vars(&command) {
+            if std::env::var_os(&var).is_some_and(|value| value.to_str().is_none()) {
+                return Err(Invalid::Setting(Error::config(var, "is not valid UTF-8")));
+            }
         }
+        parse(command, std::env::args_os())
+    }
 
-        let source = match get(&args.source, "SOURCE")?.as_deref() {
-            None | Some("sample") => SourceConfig::Sample,
-            Some("file") => match get(&args.data_file, "DATA_FILE")? {
-                Some(path) => SourceConfig::File(PathBuf::from(path)),
+    /// Parses `args` (without the program name) with `env` standing in for
+    /// the process environment, so tests never mutate the process's: clap
+    /// reads variables only from the process, so each one in `env` becomes
+    /// the default of its flag, which is what a variable is to clap.
+    pub fn from_map(args: &[&str], env: &HashMap<&str, &str>) -> std::result::Result<Cli, Invalid> {
+        fn with_env(command: clap::Command, env: &HashMap<&str, &str>) -> clap::Command {
+            command
+                .mut_args(|arg| {
+                    let value = arg.get_env().and_then(|var| env.get(var.to_str()?)).map(|v| v.to_string());
+                    let arg = arg.env(None);
+                    match value {
+                        Some(value) => arg.default_value(value),
+                        None => arg,
+                    }
+                })
+                .mut_subcommands(|sub| with_env(sub, env))
+        }
+        parse(with_env(Cli::command(), env), std::iter::once("wordcount").chain(args.iter().copied()))
+    }
+
+    /// The serve settings, whether given with or without `serve`.
+    pub fn into_serve_args(self) -> Option<ServeArgs> {
+        match self.command {
+            None => Some(self.serve),
+            Some(Command::Serve(args)) => Some(*args),
+            Some(Command::Healthcheck { .. }) => None,
+        }
+    }
+}
+
+fn parse<T: Into<std::ffi::OsString> + Clone>(
+    command: clap::Command,
+    args: impl IntoIterator<Item = T>,
+) -> std::result::Result<Cli, Invalid> {
+    let matches = command.try_get_matches_from(args).map_err(|err| match setting_error(&err) {
+        Some(setting) => Invalid::Setting(setting),
+        None => Invalid::Usage(err),
+    })?;
+    Cli::from_arg_matches(&matches).map_err(Invalid::Usage)
+}
+
+/// Every environment variable the command reads, subcommands included.
+fn env_vars(command: &clap::Command) -> Vec<String> {
+    let own = command.get_arguments().filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned));
+    own.chain(command.get_subcommands().flat_map(env_vars)).collect()
+}
+
+/// clap's error about one setting's value, as the [`Error::Config`] naming
+/// its variable; `None` for anything else (an unknown flag, a missing value).
+fn setting_error(err: &clap::Error) -> Option<Error> {
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    let (flag, value) = (context(ContextKind::InvalidArg)?, context(ContextKind::InvalidValue)?);
+    let problem = match (err.kind(), err.get(ContextKind::ValidValue)) {
+        (ErrorKind::ValueValidation, _) => std::error::Error::source(err)?.to_string(),
+        (ErrorKind::InvalidValue, Some(ContextValue::Strings(valid))) if !valid.is_empty() => {
+            format!("{value:?} is not one of: {}", valid.join(", "))
+        }
+        _ => return None,
+    };
+    let mut command = Cli::command();
+    command.build();
+    let var = std::iter::once(&command)
+        .chain(command.get_subcommands())
+        .flat_map(clap::Command::get_arguments)
+        .find(|arg| arg.to_string() == flag)?
+        .get_env()?
+        .to_str()?
+        .to_owned();
+    Some(Error::config(var, problem))
+}
+
+impl Config {
+    /// Checks the rules across settings and builds the [`Config`]. Nothing
+    /// is bound or opened here.
+    pub fn new(args: ServeArgs) -> Result<Config> {
+        if args.port == args.admin_port && args.port != 0 {
+            return Err(Error::config("ADMIN_PORT", format!("must differ from PORT ({})", args.port)));
+        }
+        let source = match args.source {
+            SourceKind::Sample => SourceConfig::Sample,
+            SourceKind::File => match args.data_file {
+                Some(path) => SourceConfig::File(path),
                 None => return Err(Error::config("DATA_FILE", "is required with SOURCE=file")),
             },
-            Some("bigquery") => SourceConfig::BigQuery(load_bigquery(args, env)?),
-            Some(other) => return Err(Error::config("SOURCE", unknown(other, "sample, file, bigquery"))),
+            SourceKind::BigQuery => {
+                let project = args
+                    .bigquery_project
+                    .ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is required with SOURCE=bigquery"))?;
+                if args.bigquery_auth == BigQueryAuth::None && args.bigquery_endpoint.is_none() {
+                    return Err(Error::config(
+                        "BIGQUERY_AUTH",
+                        "none is only allowed together with BIGQUERY_ENDPOINT (an emulator)",
+                    ));
+                }
+                SourceConfig::BigQuery(BigQueryConfig {
+                    project,
+                    table: args.bigquery_table,
+                    max_bytes_billed: args.bigquery_max_bytes_billed,
+                    timeout: args.bigquery_timeout,
+                    location: args.bigquery_location,
+                    endpoint: args.bigquery_endpoint,
+                    auth: args.bigquery_auth,
+                    credentials_file: args.credentials_file,
+                })
+            }
         };
-
-        let log_format = match get(&args.log_format, "LOG_FORMAT")?.as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("text") => LogFormat::Text,
-            Some(other) => return Err(Error::config("LOG_FORMAT", unknown(other, "json, text"))),
-        };
-
-        let max_connections = parse_number(get(&args.max_connections, "MAX_CONNECTIONS")?, "MAX_CONNECTIONS", 10_000)?;
-        if max_connections == 0 {
-            return Err(Error::config("MAX_CONNECTIONS", "must be at least 1"));
-        }
-
         Ok(Config {
-            word,
-            word_match,
-            bind_address,
-            port,
-            admin_port,
+            word: args.word,
+            word_match: args.word_match,
+            bind_address: args.bind_address,
+            port: args.port,
+            admin_port: args.admin_port,
             source,
-            // At least a second: 0 would turn the cache off, one query
-            // job per request; from 1 s on, single flight keeps it to one
-            // job per TTL per instance whatever the traffic.
-            cache_ttl: positive(parse_seconds(get(&args.cache_ttl, "CACHE_TTL")?, "CACHE_TTL", 300)?, "CACHE_TTL")?,
-            log_format,
-            drain_timeout: parse_seconds(get(&args.drain_timeout, "DRAIN_TIMEOUT")?, "DRAIN_TIMEOUT", 10)?,
-            header_read_timeout: positive(
-                parse_seconds(get(&args.header_read_timeout, "HEADER_READ_TIMEOUT")?, "HEADER_READ_TIMEOUT", 10)?,
-                "HEADER_READ_TIMEOUT",
-            )?,
-            write_timeout: positive(
-                parse_seconds(get(&args.write_timeout, "WRITE_TIMEOUT")?, "WRITE_TIMEOUT", 10)?,
-                "WRITE_TIMEOUT",
-            )?,
-            request_timeout: positive(
-                parse_seconds(get(&args.request_timeout, "REQUEST_TIMEOUT")?, "REQUEST_TIMEOUT", 30)?,
-                "REQUEST_TIMEOUT",
-            )?,
-            max_connections: max_connections as usize,
+            cache_ttl: args.cache_ttl,
+            log_format: args.log_format,
+            drain_timeout: args.drain_timeout,
+            header_read_timeout: args.header_read_timeout,
+            write_timeout: args.write_timeout,
+            request_timeout: args.request_timeout,
+            max_connections: args.max_connections,
         })
     }
-}
 
-/// The admin port alone, for `wordcount healthcheck`.
-pub fn admin_port(flag: Option<String>, env: &dyn Env) -> Result<u16> {
-    let raw = match flag {
-        Some(value) => Some(value),
-        None => env.var("ADMIN_PORT")?,
-    };
-    parse_port(raw, "ADMIN_PORT", 9090)
-}
-
-fn load_bigquery(args: &ServeArgs, env: &dyn Env) -> Result<BigQueryConfig> {
-    let get = |flag: &Option<String>, var: &'static str| match flag {
-        Some(value) => Ok(Some(value.clone())),
-        None => env.var(var),
-    };
-
-    let project = get(&args.bigquery_project, "BIGQUERY_PROJECT")?
-        .ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is required with SOURCE=bigquery"))?;
-    if !is_project_id(&project) {
-        return Err(Error::config(
-            "BIGQUERY_PROJECT",
-            format!("{project:?} is not a GCP project id (lowercase letters, digits, '-', optionally 'domain:')"),
-        ));
-    }
-    let table = get(&args.bigquery_table, "BIGQUERY_TABLE")?.unwrap_or_else(|| DEFAULT_TABLE.into());
-    validate_table(&table)?;
-
-    let endpoint = get(&args.bigquery_endpoint, "BIGQUERY_ENDPOINT")?;
-    if let Some(url) = &endpoint {
-        let valid = (url.starts_with("http://") || url.starts_with("https://"))
-            && url.parse::<http::Uri>().is_ok_and(|u| u.host().is_some() && u.query().is_none());
-        if !valid {
-            return Err(Error::config("BIGQUERY_ENDPOINT", format!("{url:?} is not an http(s) URL")));
-        }
-    }
-    let auth = match get(&args.bigquery_auth, "BIGQUERY_AUTH")?.as_deref() {
-        None | Some("google") => BigQueryAuth::Google,
-        Some("none") if endpoint.is_some() => BigQueryAuth::None,
-        Some("none") => {
-            return Err(Error::config(
-                "BIGQUERY_AUTH",
-                "none is only allowed together with BIGQUERY_ENDPOINT (an emulator)",
-            ));
-        }
-        Some(other) => return Err(Error::config("BIGQUERY_AUTH", unknown(other, "google, none"))),
-    };
-    let location = get(&args.bigquery_location, "BIGQUERY_LOCATION")?;
-    if let Some(loc) = &location
-        && (loc.is_empty() || loc.len() > 64 || !loc.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    {
-        return Err(Error::config("BIGQUERY_LOCATION", format!("{loc:?} is not a BigQuery location")));
-    }
-    let max_bytes_billed = parse_number(
-        get(&args.bigquery_max_bytes_billed, "BIGQUERY_MAX_BYTES_BILLED")?,
-        "BIGQUERY_MAX_BYTES_BILLED",
-        100 * 1024 * 1024,
-    )?;
-    if max_bytes_billed == 0 {
-        return Err(Error::config("BIGQUERY_MAX_BYTES_BILLED", "must be at least 1"));
-    }
-    let timeout = positive(
-        parse_seconds(get(&args.bigquery_timeout, "BIGQUERY_TIMEOUT")?, "BIGQUERY_TIMEOUT", 20)?,
-        "BIGQUERY_TIMEOUT",
-    )?;
-
-    let credentials_file = env.var("GOOGLE_APPLICATION_CREDENTIALS")?.map(PathBuf::from);
-
-    Ok(BigQueryConfig { project, table, max_bytes_billed, timeout, location, endpoint, auth, credentials_file })
-}
-
-fn validate_word(word: String) -> Result<String> {
-    if word.trim().is_empty() {
-        return Err(Error::config("WORD", "must not be empty"));
-    }
-    if word.chars().count() > MAX_WORD_CHARS {
-        return Err(Error::config("WORD", format!("must be at most {MAX_WORD_CHARS} characters")));
-    }
-    if word.chars().any(char::is_control) {
-        return Err(Error::config("WORD", "must not contain control characters"));
-    }
-    Ok(word)
-}
-
-/// GCP project ids: 6-30 of `[a-z0-9-]`, optionally prefixed by a
-/// `domain.example:` for domain-scoped projects.
-fn is_project_id(s: &str) -> bool {
-    let id = match s.rsplit_once(':') {
-        Some((domain, id)) => {
-            if domain.is_empty()
-                || !domain.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
-            {
-                return false;
-            }
-            id
-        }
-        None => s,
-    };
-    (6..=30).contains(&id.len())
-        && id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !id.ends_with('-')
-}
-
-/// `project.dataset.table` with a conservative character set, so that the
-/// name can be put between backticks in SQL without any escaping question.
-fn validate_table(table: &str) -> Result<()> {
-    let parts: Vec<&str> = table.split('.').collect();
-    let ok = match parts.as_slice() {
-        [project, dataset, name] => {
-            is_project_id(project) && is_identifier(dataset, false) && is_identifier(name, true)
-        }
-        _ => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(
-            "BIGQUERY_TABLE",
-            format!("{table:?} is not project.dataset.table (letters, digits, '_'; '-' in the project and table)"),
-        ))
-    }
-}
-
-fn is_identifier(s: &str, dash_allowed: bool) -> bool {
-    (1..=1024).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || (dash_allowed && c == '-'))
-}
-
-fn unknown(value: &str, allowed: &str) -> String {
-    format!("{value:?} is not one of: {allowed}")
-}
-
-fn parse_number(raw: Option<String>, var: &'static str, default: u64) -> Result<u64> {
-    match raw {
-        None => Ok(default),
-        Some(s) => {
-            s.trim().parse().map_err(|_| Error::config(var, format!("{s:?} is not a non-negative whole number")))
-        }
-    }
-}
-
-/// Longest duration setting accepted (a year): far beyond any sensible TTL
-/// or timeout, and far from where `Instant + Duration` overflows, which
-/// panics (the config fuzz target found `CACHE_TTL=18446744073709551615`
-/// accepted, and the first cache hit then crashed the process).
-pub const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
-
-fn parse_seconds(raw: Option<String>, var: &'static str, default: u64) -> Result<Duration> {
-    let seconds = parse_number(raw, var, default)?;
-    if seconds > MAX_SECONDS {
-        return Err(Error::config(var, format!("{seconds} is more than {MAX_SECONDS} seconds (a year)")));
-    }
-    Ok(Duration::from_secs(seconds))
-}
-
-fn positive(d: Duration, var: &'static str) -> Result<Duration> {
-    if d.is_zero() { Err(Error::config(var, "must be at least 1 second")) } else { Ok(d) }
-}
-
-fn parse_port(raw: Option<String>, var: &'static str, default: u16) -> Result<u16> {
-    match raw {
-        None => Ok(default),
-        Some(s) => s.trim().parse().map_err(|_| Error::config(var, format!("{s:?} is not a port number (0-65535)"))),
+    /// The serve configuration from `args` (without the program name) and
+    /// `env` in place of the process environment: see [`Cli::from_map`].
+    pub fn load(args: &[&str], env: &HashMap<&str, &str>) -> Result<Config> {
+        let serve = match Cli::from_map(args, env) {
+            Ok(cli) => cli.into_serve_args(),
+            Err(Invalid::Setting(err)) => return Err(err),
+            Err(Invalid::Usage(err)) => return Err(Error::config("arguments", err.to_string())),
+        };
+        Config::new(serve.ok_or_else(|| Error::config("arguments", "not a serve command"))?)
     }
 }
 
@@ -477,12 +383,12 @@ mod tests {
 
     fn load(vars: &[(&str, &str)]) -> Result<Config> {
         let env: HashMap<&str, &str> = vars.iter().copied().collect();
-        Config::load(&ServeArgs::default(), &env)
+        Config::load(&[], &env)
     }
 
     fn config_error(vars: &[(&str, &str)]) -> (String, String) {
         match load(vars) {
-            Err(Error::Config { var, problem }) => (var.to_owned(), problem),
+            Err(Error::Config { var, problem }) => (var, problem),
             other => panic!("expected a configuration error for {vars:?}, got {other:?}"),
         }
     }
@@ -502,8 +408,7 @@ mod tests {
     #[test]
     fn flags_override_the_environment() {
         let env: HashMap<&str, &str> = [("WORD", "tea"), ("PORT", "1234")].into_iter().collect();
-        let args = ServeArgs { word: Some("coffee".into()), ..Default::default() };
-        let config = Config::load(&args, &env).expect("valid");
+        let config = Config::load(&["--word", "coffee"], &env).expect("valid");
         assert_eq!(config.word, "coffee");
         assert_eq!(config.port, 1234);
     }
@@ -598,6 +503,13 @@ mod tests {
         assert_eq!(bq.max_bytes_billed, 1000);
         assert_eq!(bq.timeout, Duration::from_secs(20));
         assert_eq!(config.word_match, WordMatch::IgnoreCase);
+    }
+
+    #[test]
+    fn an_empty_path_is_left_to_the_source_to_refuse() {
+        let config = load(&[("SOURCE", "file"), ("DATA_FILE", "")]).expect("opening it is what fails");
+        assert_eq!(config.source, SourceConfig::File(PathBuf::new()));
+        assert!(load(&[("DATA_FILE", "")]).is_ok(), "unused with SOURCE=sample");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// Configuration that cannot work; the process exits with code 64.
     #[error("{var}: {problem}")]
-    Config { var: &'static str, problem: String },
+    Config { var: String, problem: String },
 
     /// Credentials could not be obtained or were rejected (HTTP 401).
     #[error("authentication failed: {0}")]
@@ -75,8 +75,8 @@ pub const SOURCE_ERROR_REASONS: [&str; 10] = [
 ];
 
 impl Error {
-    pub fn config(var: &'static str, problem: impl Into<String>) -> Self {
-        Error::Config { var, problem: problem.into() }
+    pub fn config(var: impl Into<String>, problem: impl Into<String>) -> Self {
+        Error::Config { var: var.into(), problem: problem.into() }
     }
 
     /// The low-cardinality label under which this failure is counted and

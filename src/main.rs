@@ -5,9 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use clap::error::ErrorKind;
-use wordcount::config::{Cli, Command, Config, ProcessEnv, ServeArgs, SourceConfig};
+use wordcount::config::{Cli, Command, Config, Invalid, ServeArgs, SourceConfig};
 use wordcount::{App, Error, server, telemetry};
 
 /// sysexits.h EX_USAGE: the configuration cannot work.
@@ -15,10 +14,13 @@ const EXIT_CONFIG: u8 = 64;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::from_process() {
         Ok(cli) => cli,
-        Err(err) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => err.exit(),
-        Err(err) => return usage_error(&err),
+        Err(Invalid::Setting(err)) => return config_error(&err),
+        Err(Invalid::Usage(err)) if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            err.exit()
+        }
+        Err(Invalid::Usage(err)) => return usage_error(&err),
     };
     match cli.command {
         Some(Command::Healthcheck { ready, admin_port }) => healthcheck(ready, admin_port).await,
@@ -28,7 +30,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::load(&args, &ProcessEnv) {
+    let config = match Config::new(args) {
         Ok(config) => config,
         Err(err) => return config_error(&err),
     };
@@ -86,11 +88,7 @@ fn usage_error(err: &clap::Error) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-async fn healthcheck(ready: bool, admin_port: Option<String>) -> ExitCode {
-    let port = match wordcount::config::admin_port(admin_port, &ProcessEnv) {
-        Ok(port) => port,
-        Err(err) => return config_error(&err),
-    };
+async fn healthcheck(ready: bool, port: u16) -> ExitCode {
     let path = if ready { "/readyz" } else { "/healthz" };
     match server::healthcheck(port, path, Duration::from_secs(2)).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,45 +16,32 @@
 //! one, is 400 on any path (RFC 9112, section 3.2), and its connection is
 //! closed. A connection over its listener's cap gets 503 to every request
 //! ([`Listener::OverCapacity`]). Every response carries the security headers
-//! (all responses start from `base_headers`) and an `X-Request-Id`; every
+//! (all responses are built in [`render`]) and an `X-Request-Id`; every
 //! request is logged once and counted, those hyper refused before routing
-//! included ([`log_unparsed`]). Request bodies are never read.
+//! included ([`log_unparsed`]). Request bodies are never read. A fresh
+//! answer's body is rendered once per cache snapshot ([`State`] memoises it).
 
-use std::cell::RefCell;
 use std::convert::Infallible;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use askama::Template;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::Full;
-use serde::Serialize;
 use tokio::time::Instant;
 #[cfg(feature = "otel")]
 use tracing::Instrument;
 
-use crate::cache::{Cache, Readiness, Served};
-use crate::config::WordMatch;
+use crate::cache::{Cache, Served, Snapshot};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::source::Row;
+use crate::readiness::Readiness;
+use crate::render::{self, Body, Labels, X_REQUEST_ID, cached_answer, closing, respond, text};
+use crate::source::WordMatch;
 use crate::telemetry::{self, Access, TraceContext};
 
 pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 
-/// The page needs nothing but its own markup and the one `<style>` block of
-/// templates/index.html, allowed by its hash (tests/api/routes.rs recomputes
-/// it from the served page): no scripts, other styles, images, frames or forms.
-const CSP: &str = "default-src 'none'; style-src 'sha256-pm8Sl+PmjWwD0mnwnUYKCRpg/fzgRRT7Mrmtq4BjUEk='; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-pub type Body = Full<Bytes>;
-
-// Header names as constants: inserting by `&str` would parse and allocate
-// the name on every response.
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_DATA_STALE: HeaderName = HeaderName::from_static("x-data-stale");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Everything a request handler needs, built once at start-up.
@@ -67,6 +54,46 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
     pub request_timeout: Duration,
+    /// The fresh page and JSON, rendered once per snapshot.
+    pub(crate) rendered_html: Memo,
+    pub(crate) rendered_json: Memo,
+}
+
+impl State {
+    fn labels(&self) -> Labels<'_> {
+        Labels {
+            word: &self.word,
+            word_match: self.word_match,
+            source_label: &self.source_label,
+            source_kind: self.cache.source_kind(),
+        }
+    }
+}
+
+/// A body rendered from the newest snapshot: a fresh answer is the same
+/// bytes for every request until the next refresh, so it is rendered once
+/// per snapshot, not per request. Holding the snapshot keeps its address
+/// from being reused, so the address identifies it.
+#[derive(Default)]
+pub(crate) struct Memo(Mutex<Option<(Arc<Snapshot>, Bytes)>>);
+
+impl Memo {
+    /// The body of `served`, from the memo when it holds this snapshot's; a
+    /// stale answer (rare, and it says so) is rendered for the request.
+    fn get(&self, served: &Served, render: impl FnOnce() -> Result<Bytes, String>) -> Result<Bytes, String> {
+        if served.stale {
+            return render();
+        }
+        let mut memo = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((snapshot, body)) = &*memo
+            && Arc::ptr_eq(snapshot, &served.snapshot)
+        {
+            return Ok(body.clone());
+        }
+        let body = render()?;
+        *memo = Some((Arc::clone(&served.snapshot), body.clone()));
+        Ok(body)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,42 +282,6 @@ async fn dispatch<B>(
     }
 }
 
-#[derive(Template)]
-#[template(path = "index.html")]
-struct IndexPage<'a> {
-    word: &'a str,
-    rows: &'a [Row],
-    total: u64,
-    source: &'a str,
-    fetched_at: String,
-    stale: bool,
-    match_note: &'static str,
-}
-
-#[derive(Template)]
-#[template(path = "unavailable.html")]
-struct UnavailablePage<'a> {
-    word: &'a str,
-    request_id: &'a str,
-}
-
-#[derive(Serialize)]
-struct CountsBody<'a> {
-    word: &'a str,
-    word_match: &'static str,
-    source: &'static str,
-    rows: &'a [Row],
-    total: u64,
-    fetched_at: String,
-    stale: bool,
-}
-
-/// `response`, with the connection closed after it.
-fn closing(mut response: Response<Body>) -> Response<Body> {
-    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
 /// Counts and logs a request hyper answered itself (`status` 400 or 431)
 /// because it could not parse it: no route, method or path is known, and
 /// the answer is hyper's own, empty and closing the connection.
@@ -311,66 +302,18 @@ pub fn log_unparsed(state: &State, status: u16, err: &hyper::Error) {
     });
 }
 
-/// A fresh answer's body is rendered once per snapshot and shared; a stale
-/// one (rare, and it says so) is rendered for the request.
-fn memoised(
-    served: &Served,
-    memo: &std::sync::OnceLock<Bytes>,
-    render: impl FnOnce() -> Result<Bytes, String>,
-) -> Result<Bytes, String> {
-    if served.stale {
-        return render();
-    }
-    if let Some(body) = memo.get() {
-        return Ok(body.clone());
-    }
-    let body = render()?;
-    Ok(memo.get_or_init(|| body).clone())
-}
-
 fn index_page(state: &State, served: &Served, request_id: &str) -> Response<Body> {
-    match memoised(served, &served.snapshot.rendered_html, || render_index(state, served)) {
+    match state.rendered_html.get(served, || render::index(&state.labels(), &served.snapshot, served.stale)) {
         Ok(html) => cached_answer(html, "text/html; charset=utf-8", served),
         Err(err) => internal_error(&err, request_id),
     }
 }
 
-fn render_index(state: &State, served: &Served) -> Result<Bytes, String> {
-    let counts = &served.snapshot.counts;
-    let page = IndexPage {
-        word: &state.word,
-        rows: &counts.rows,
-        total: counts.total(),
-        source: &state.source_label,
-        fetched_at: rfc3339(served.snapshot.fetched_at),
-        stale: served.stale,
-        match_note: match state.word_match {
-            WordMatch::Exact => "exact match, case-sensitive",
-            WordMatch::IgnoreCase => "case-insensitive match",
-        },
-    };
-    page.render().map(Bytes::from).map_err(|e| e.to_string())
-}
-
 fn counts_json(state: &State, served: &Served, request_id: &str) -> Response<Body> {
-    match memoised(served, &served.snapshot.rendered_json, || render_counts(state, served)) {
+    match state.rendered_json.get(served, || render::counts(&state.labels(), &served.snapshot, served.stale)) {
         Ok(json) => cached_answer(json, "application/json", served),
         Err(err) => internal_error(&err, request_id),
     }
-}
-
-fn render_counts(state: &State, served: &Served) -> Result<Bytes, String> {
-    let counts = &served.snapshot.counts;
-    let body = CountsBody {
-        word: &state.word,
-        word_match: state.word_match.as_str(),
-        source: state.cache.source_kind(),
-        rows: &counts.rows,
-        total: counts.total(),
-        fetched_at: rfc3339(served.snapshot.fetched_at),
-        stale: served.stale,
-    };
-    serde_json::to_vec(&body).map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// No data at all to show: 503 in the route's own format, with a hint
@@ -379,10 +322,9 @@ fn render_counts(state: &State, served: &Served) -> Result<Bytes, String> {
 fn unavailable(route: Route, state: &State, err: &Error, request_id: &str) -> Response<Body> {
     let status = err.status();
     let mut response = if route == Route::Counts {
-        let body = serde_json::json!({ "error": "data source unavailable", "word": state.word });
-        respond(status, body.to_string(), "application/json", "no-store")
+        respond(status, render::unavailable_json(&state.word), "application/json", "no-store")
     } else {
-        match (UnavailablePage { word: &state.word, request_id }).render() {
+        match render::unavailable_page(&state.word, request_id) {
             Ok(html) => respond(status, html, "text/html; charset=utf-8", "no-store"),
             Err(render_err) => return internal_error(&render_err, request_id),
         }
@@ -395,99 +337,6 @@ fn internal_error(err: &dyn std::fmt::Display, request_id: &str) -> Response<Bod
     tracing::error!(request_id, error = %err, "rendering failed");
     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n", "no-store")
 }
-
-/// A cached answer's response. Caches may keep a fresh answer for as long
-/// as it stays fresh here; a stale one must not be kept at all.
-/// `X-Data-Stale` says which it is, and `Age` how old the data is (seconds
-/// since the source answered).
-fn cached_answer(body: Bytes, content_type: &'static str, served: &Served) -> Response<Body> {
-    let (age, fresh_for) = (served.age().as_secs(), served.fresh_for.as_secs());
-    if served.stale {
-        let mut response = respond(StatusCode::OK, body, content_type, "no-store");
-        let headers = response.headers_mut();
-        headers.insert(header::AGE, HeaderValue::from(age));
-        headers.insert(X_DATA_STALE, HeaderValue::from_static("true"));
-        return response;
-    }
-    let mut response = Response::new(Full::new(body));
-    *response.headers_mut() = fresh_headers(content_type, age, fresh_for);
-    response
-}
-
-/// The headers of a fresh cached answer. They change once a second at
-/// most, so each thread builds them once a second (per content type) and
-/// every other answer clones the finished map: ten header insertions per
-/// request were the largest part of the service's own work after the log
-/// line. The map includes `X-Request-Id`, for [`handle`] to overwrite
-/// without growing the map.
-fn fresh_headers(content_type: &'static str, age: u64, fresh_for: u64) -> HeaderMap {
-    /// Content type, `Age` and `max-age`: all that varies.
-    type FreshKey = (&'static str, u64, u64);
-    thread_local! {
-        static LAST: RefCell<Vec<(FreshKey, HeaderMap)>> = const { RefCell::new(Vec::new()) };
-    }
-    LAST.with_borrow_mut(|last| {
-        let key = (content_type, age, fresh_for);
-        if let Some((_, headers)) = last.iter().find(|(k, _)| *k == key) {
-            return headers.clone();
-        }
-        let mut headers = base_headers(content_type, "");
-        headers.insert(
-            header::CACHE_CONTROL,
-            HeaderValue::from_str(&format!("public, max-age={fresh_for}"))
-                .unwrap_or(HeaderValue::from_static("no-store")),
-        );
-        headers.insert(header::AGE, HeaderValue::from(age));
-        headers.insert(X_DATA_STALE, HeaderValue::from_static("false"));
-        headers.insert(X_REQUEST_ID, HeaderValue::from_static("-"));
-        // One entry per content type: the other second's entry is stale.
-        last.retain(|((kind, ..), _)| *kind != content_type);
-        last.push((key, headers.clone()));
-        headers
-    })
-}
-
-/// A plain-text response; static bodies are sent without a copy.
-fn text(status: StatusCode, body: impl Into<Bytes>, cache_control: &'static str) -> Response<Body> {
-    respond(status, body, "text/plain; charset=utf-8", cache_control)
-}
-
-/// Every response is built here, so every response carries the security
-/// headers.
-fn respond(
-    status: StatusCode,
-    body: impl Into<Bytes>,
-    content_type: &'static str,
-    cache_control: &'static str,
-) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
-    *response.status_mut() = status;
-    *response.headers_mut() = base_headers(content_type, cache_control);
-    response
-}
-
-/// The security headers, `Content-Type` and (unless empty) `Cache-Control`:
-/// what [`respond`] and [`fresh_headers`] start from.
-fn base_headers(content_type: &'static str, cache_control: &'static str) -> HeaderMap {
-    let mut headers = SECURITY_HEADERS.clone();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if !cache_control.is_empty() {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    }
-    headers
-}
-
-/// The headers every response starts from (see [`respond`]), built once:
-/// cloning a ready map is cheaper than hashing five names per request.
-static SECURITY_HEADERS: LazyLock<HeaderMap> = LazyLock::new(|| {
-    let mut headers = HeaderMap::with_capacity(16);
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
-    headers
-});
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -518,13 +367,10 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-fn rfc3339(t: time::OffsetDateTime) -> String {
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::Counts;
 
     #[test]
     fn routes_live_on_their_own_listener() {
@@ -539,21 +385,26 @@ mod tests {
     }
 
     #[test]
-    fn fresh_headers_follow_the_second_and_the_content_type() {
-        let json = fresh_headers("application/json", 3, 297);
-        assert_eq!(json[header::CONTENT_TYPE], "application/json");
-        assert_eq!(json[header::CACHE_CONTROL], "public, max-age=297");
-        assert_eq!(json[header::AGE], "3");
-        assert_eq!(json[X_DATA_STALE], "false");
-        assert_eq!(json[header::CONTENT_SECURITY_POLICY], CSP);
+    fn a_fresh_body_is_rendered_once_per_snapshot() {
+        let memo = Memo::default();
+        let renders = std::cell::Cell::new(0);
+        let render = || {
+            renders.set(renders.get() + 1);
+            Ok(Bytes::from(renders.get().to_string()))
+        };
+        let served = |snapshot: &Arc<Snapshot>, stale| Served {
+            snapshot: Arc::clone(snapshot),
+            stale,
+            fresh_for: Duration::from_secs(1),
+        };
+        let (first, second) = (Arc::new(Snapshot::new(Counts::default())), Arc::new(Snapshot::new(Counts::default())));
 
-        let html = fresh_headers("text/html; charset=utf-8", 3, 297);
-        assert_eq!(html[header::CONTENT_TYPE], "text/html; charset=utf-8");
-        let next_second = fresh_headers("application/json", 4, 296);
-        assert_eq!(next_second[header::AGE], "4");
-        assert_eq!(next_second[header::CACHE_CONTROL], "public, max-age=296");
-        // Still cached for the other content type.
-        assert_eq!(fresh_headers("text/html; charset=utf-8", 3, 297), html);
+        assert_eq!(memo.get(&served(&first, false), render), Ok(Bytes::from("1")));
+        assert_eq!(memo.get(&served(&first, false), render), Ok(Bytes::from("1")), "memoised");
+        assert_eq!(memo.get(&served(&first, true), render), Ok(Bytes::from("2")), "stale: rendered for the request");
+        assert_eq!(memo.get(&served(&second, false), render), Ok(Bytes::from("3")), "a new snapshot");
+        assert_eq!(memo.get(&served(&second, false), render), Ok(Bytes::from("3")));
+        assert_eq!(renders.get(), 3);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //!   instead of being left waiting in the backlog;
 //! - counts and logs the 400/431 hyper answers by itself to a request it
 //!   cannot parse;
+//! - listens with a backlog of [`LISTEN_BACKLOG`], and caps connections below
+//!   the open-file limit ([`Limits::new`]);
 //! - on shutdown stops accepting, marks the instance not ready, lets
 //!   in-flight requests finish within `DRAIN_TIMEOUT` and warns if the drain
 //!   runs out.
@@ -21,7 +23,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -34,11 +36,13 @@ use hyper::service::{Service, service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
-use crate::routes::{self, Body, Listener, State};
+use crate::config::Config;
+use crate::render::Body;
+use crate::routes::{self, Listener, State};
 
 /// hyper's read buffer, which bounds the request line plus headers.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -49,6 +53,70 @@ pub struct Limits {
     pub write_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+}
+
+impl Limits {
+    /// The limits `config` sets, with `MAX_CONNECTIONS` lowered to what the
+    /// open-file limit allows.
+    pub fn new(config: &Config) -> Limits {
+        Limits {
+            header_read_timeout: config.header_read_timeout,
+            write_timeout: config.write_timeout,
+            max_connections: connection_cap(config.max_connections, open_file_limit()),
+            drain_timeout: config.drain_timeout,
+        }
+    }
+}
+
+/// Pending connections the kernel may queue per listener (it caps this at
+/// `net.core.somaxconn`). The default of `TcpListener::bind`, 128, is
+/// too few for a burst of new connections: the overflow is dropped and
+/// each of those clients waits a second for its SYN to be retried.
+pub const LISTEN_BACKLOG: u32 = 1024;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // A restarted instance can bind again while old connections sit in
+    // TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// File descriptors kept back from the public listener's connection cap:
+/// the admin listener's [`ADMIN_CONNECTIONS`], the listeners, the data
+/// source's connections and the process's own files.
+const RESERVED_FDS: usize = 128;
+
+/// `MAX_CONNECTIONS`, lowered to what the open-file limit allows. Each
+/// connection is a file descriptor; past the limit `accept` fails, and the
+/// clients beyond it wait in the backlog instead of getting the clean 503
+/// the cap gives.
+fn connection_cap(configured: usize, open_files: Option<usize>) -> usize {
+    let Some(limit) = open_files else { return configured };
+    let usable = limit.saturating_sub(RESERVED_FDS).max(1);
+    if configured > usable {
+        tracing::warn!(
+            max_connections = configured as u64,
+            open_file_limit = limit as u64,
+            effective = usable as u64,
+            "MAX_CONNECTIONS is above what the open-file limit (ulimit -n) allows; capping connections"
+        );
+        return usable;
+    }
+    configured
+}
+
+/// The soft `RLIMIT_NOFILE` of this process, from /proc (no libc call
+/// needed); `None` when unlimited or unknown.
+fn open_file_limit() -> Option<usize> {
+    parse_open_file_limit(&std::fs::read_to_string("/proc/self/limits").ok()?)
+}
+
+fn parse_open_file_limit(limits: &str) -> Option<usize> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// Connections the admin listener holds, and how many of them one peer
@@ -122,7 +190,6 @@ pub async fn run(
     }
 
     state.readiness.draining();
-    state.metrics.set_ready(false);
     drop(public);
     drop(admin);
     let in_flight = graceful.count();
@@ -327,4 +394,30 @@ pub async fn healthcheck(admin_port: u16, path: &str, timeout: Duration) -> Resu
         }
     };
     tokio::time::timeout(timeout, attempt).await.map_err(|_| format!("no answer within {timeout:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units     
+Max cpu time              unlimited            unlimited            seconds   
+Max open files            4096                 524288               files     
+Max locked memory         8388608              8388608              bytes     
+";
+
+    #[test]
+    fn the_open_file_limit_is_the_soft_limit() {
+        assert_eq!(parse_open_file_limit(LIMITS), Some(4096));
+        assert_eq!(parse_open_file_limit(&LIMITS.replace("4096 ", "unlimited")), None);
+        assert_eq!(parse_open_file_limit("garbage"), None);
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_open_file_limit() {
+        assert_eq!(connection_cap(10_000, Some(4096)), 4096 - RESERVED_FDS);
+        assert_eq!(connection_cap(10_000, Some(1_048_576)), 10_000);
+        assert_eq!(connection_cap(10_000, None), 10_000);
+        assert_eq!(connection_cap(500, Some(100)), 1, "never zero");
+    }
 }

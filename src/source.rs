@@ -19,7 +19,6 @@ use std::path::Path;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::config::WordMatch;
 use crate::error::{Error, Result};
 use crate::telemetry::TraceContext;
 
@@ -27,6 +26,24 @@ use crate::telemetry::TraceContext;
 /// compressed in the binary and decompressed while scanning, so the table
 /// never sits in memory as a whole.
 static SAMPLE_CSV_GZ: &[u8] = include_bytes!("../data/shakespeare.csv.gz");
+
+/// How a row's word is compared with WORD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WordMatch {
+    /// Case-sensitive, like the original service
+    Exact,
+    /// Case-insensitive
+    IgnoreCase,
+}
+
+impl WordMatch {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WordMatch::Exact => "exact",
+            WordMatch::IgnoreCase => "ignore-case",
+        }
+    }
+}
 
 /// One line of the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -286,7 +303,9 @@ mod tests {
 
         for (path, expected) in [(&missing, "cannot read"), (&bad, "not a whole number"), (&not_gzip, "gzip")] {
             match FileSource::open(path) {
-                Err(Error::Config { var: "DATA_FILE", problem }) => assert!(problem.contains(expected), "{problem}"),
+                Err(Error::Config { var, problem }) if var == "DATA_FILE" => {
+                    assert!(problem.contains(expected), "{problem}")
+                }
                 Err(other) => panic!("{}: unexpected error {other}", path.display()),
                 Ok(_) => panic!("{}: accepted", path.display()),
             }

@@ -7,7 +7,7 @@ use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
 use wordcount::Error;
-use wordcount::config::WordMatch;
+use wordcount::source::WordMatch;
 use wordcount::source::{scan, validate};
 
 /// Decompressed bytes beyond this are not looked at: a gzip bomb would only

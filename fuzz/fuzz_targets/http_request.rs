@@ -27,7 +27,7 @@ use hyper::service::{Service, service_fn};
 use hyper_util::rt::TokioIo;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use wordcount::config::{Config, ServeArgs};
+use wordcount::config::Config;
 use wordcount::routes::{HELLO, Listener, State};
 use wordcount::server::{Limits, connection_service, http1_builder};
 use wordcount::telemetry::TraceContext;
@@ -45,7 +45,7 @@ fn harness() -> &'static Harness {
         // A TTL longer than any fuzz run: the sample is scanned once (as the
         // service's warm-up does), then every request is served from cache.
         let env: HashMap<&str, &str> = [("CACHE_TTL", "86400"), ("PORT", "0"), ("ADMIN_PORT", "0")].into();
-        let config = Config::load(&ServeArgs::default(), &env).expect("config");
+        let config = Config::load(&[], &env).expect("config");
         let app = runtime.block_on(wordcount::build(&config)).expect("build");
         runtime.block_on(app.state.cache.get(&app.state.word, &TraceContext::default())).expect("the sample answers");
         Harness { runtime, state: app.state, limits: app.limits }

@@ -1143,9 +1143,9 @@ mod tests {
                 std::fs::File::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("data/shakespeare.csv.gz")).unwrap(),
             );
             let word_match = if ignore_case {
-                wordcount::config::WordMatch::IgnoreCase
+                wordcount::source::WordMatch::IgnoreCase
             } else {
-                wordcount::config::WordMatch::Exact
+                wordcount::source::WordMatch::Exact
             };
             let theirs: Vec<(String, u64)> = wordcount::source::scan(csv, word, word_match)
                 .unwrap()

@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wordcount::App;
-use wordcount::config::{Config, ServeArgs};
+use wordcount::config::Config;
 
 pub struct TestApp {
     pub public: SocketAddr,
@@ -26,7 +26,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     wordcount::telemetry::init_for_tests();
     let mut env: HashMap<&str, &str> = [("PORT", "0"), ("ADMIN_PORT", "0"), ("BIND_ADDRESS", "127.0.0.1")].into();
     env.extend(vars.iter().copied());
-    let config = Config::load(&ServeArgs::default(), &env).expect("valid test configuration");
+    let config = Config::load(&[], &env).expect("valid test configuration");
     let app = wordcount::build(&config).await.expect("service builds");
     let (public, admin) = App::bind(&config).await.expect("bind port 0");
     let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
