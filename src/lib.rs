@@ -26,6 +26,7 @@ pub mod routes;
 pub mod server;
 pub mod source;
 pub mod telemetry;
+pub mod trace;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use crate::metrics::Metrics;
 use crate::routes::State;
 use crate::server::Limits;
 use crate::source::{CountsSource, FileSource, SampleSource};
-use crate::telemetry::TraceContext;
+use crate::trace::TraceContext;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const COMMIT: &str = env!("WORDCOUNT_COMMIT");

@@ -40,7 +40,8 @@ use crate::config::WordMatch;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::source::Row;
-use crate::telemetry::{self, Access, TraceContext};
+use crate::telemetry::{self, Access};
+use crate::trace::TraceContext;
 
 pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 
