@@ -7,13 +7,8 @@
 //! the enclosing spans included, so every line logged while serving a
 //! request carries its `request_id` and `trace_id`. `LOG_FORMAT=text` gives
 //! the usual human-readable lines for a terminal. The access log (one line
-//! per request, [`log_access`]) is an event like any other.
-//!
-//! Built with the `otel` cargo feature and started with
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are also exported over OTLP/gRPC
-//! (to a collector such as the OpenTelemetry Collector or Cloud Trace's);
-//! a request that arrived with a `traceparent` continues the caller's trace.
-//! The default build has none of this.
+//! per request, [`log_access`]) is an event like any other. Spans are
+//! exported only by a build with the `otel` feature (`telemetry/otel.rs`).
 //!
 //! Tests stay silent unless `TEST_LOG` is set ([`init_for_tests`]).
 
@@ -28,12 +23,11 @@ use serde::ser::{SerializeMap, Serializer as _};
 use time::format_description::well_known::Iso8601;
 use time::format_description::well_known::iso8601::{Config, EncodedConfig, TimePrecision};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::layer::Context;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry};
@@ -43,23 +37,12 @@ use crate::config::LogFormat;
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
 /// Keeps the telemetry pipeline alive; dropping it writes out the log lines
-/// still queued and flushes exported spans.
+/// still queued, then flushes exported spans.
 #[must_use = "dropping the guard stops logging and span export"]
 pub struct Guard {
     _stdout: WorkerGuard,
     #[cfg(feature = "otel")]
-    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
-}
-
-#[cfg(feature = "otel")]
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(provider) = self.provider.take()
-            && let Err(err) = provider.shutdown()
-        {
-            eprintln!("wordcount: flushing spans failed: {err}");
-        }
-    }
+    _spans: Option<otel::Export>,
 }
 
 /// Installs the global subscriber. `gcp_project` turns trace ids into the
@@ -81,61 +64,21 @@ pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
     };
     #[cfg_attr(not(feature = "otel"), allow(unused_mut))]
     let mut layers = vec![logs];
-
     #[cfg(feature = "otel")]
-    let provider = otel::provider();
-    #[cfg(feature = "otel")]
-    if let Some(provider) = &provider {
-        use opentelemetry::trace::TracerProvider as _;
-        layers.push(tracing_opentelemetry::layer().with_tracer(provider.tracer("wordcount")).boxed());
-    }
-
+    let spans = otel::layer().map(|(layer, export)| {
+        layers.push(layer);
+        export
+    });
     tracing_subscriber::registry().with(layers).with(filter).init();
     Guard {
         _stdout: guard,
         #[cfg(feature = "otel")]
-        provider,
+        _spans: spans,
     }
 }
 
-/// OTLP export, compiled only with the `otel` feature.
 #[cfg(feature = "otel")]
-pub mod otel {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-    use opentelemetry_sdk::trace::SdkTracerProvider;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-
-    use crate::trace::TraceContext;
-
-    /// A batch-exporting provider when `OTEL_EXPORTER_OTLP_ENDPOINT` is set
-    /// (the exporter reads the standard `OTEL_*` variables itself).
-    pub(super) fn provider() -> Option<SdkTracerProvider> {
-        std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")?;
-        let exporter = match opentelemetry_otlp::SpanExporter::builder().with_tonic().build() {
-            Ok(exporter) => exporter,
-            Err(err) => {
-                eprintln!("wordcount: OTLP export disabled: {err}");
-                return None;
-            }
-        };
-        let resource = opentelemetry_sdk::Resource::builder().with_service_name("wordcount").build();
-        Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
-    }
-
-    /// Makes `span` a child of the caller's span, so exported spans join the
-    /// trace the `traceparent` header named.
-    pub fn continue_trace(span: &tracing::Span, trace: &TraceContext) {
-        let Some(parent) = &trace.parent_span_id else { return };
-        let (Ok(trace_id), Ok(span_id)) =
-            (TraceId::from_hex(trace.trace_id.as_str()), SpanId::from_hex(parent.as_str()))
-        else {
-            return;
-        };
-        let flags = if trace.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-        let remote = SpanContext::new(trace_id, span_id, flags, true, TraceState::default());
-        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
-    }
-}
+pub mod otel;
 
 /// One answered request, as the access log records it.
 pub struct Access<'a> {
@@ -204,14 +147,6 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if let (Some(fields), Some(span)) = (self.span_fields(|fields| attrs.record(fields)), ctx.span(id)) {
             span.extensions_mut().insert(SpanFields(fields));
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let (Some(added), Some(span)) = (self.span_fields(|fields| values.record(fields)), ctx.span(id))
-            && let Some(SpanFields(fields)) = span.extensions_mut().get_mut::<SpanFields>()
-        {
-            fields.extend(added);
         }
     }
 
