@@ -53,7 +53,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::source::WordMatch;
 use crate::source::{Counts, CountsSource, Row};
-use crate::telemetry::{HexId, TraceContext};
+use crate::trace::{HexId, TraceContext};
 
 /// Running a query creates a job, which the read-only scope does not allow;
 /// what the identity may do is limited by IAM (jobUser + dataViewer).

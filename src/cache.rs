@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::metrics::{CacheResult, Metrics};
 use crate::readiness::Readiness;
 use crate::source::{Counts, CountsSource, WordMatch};
-use crate::telemetry::TraceContext;
+use crate::trace::TraceContext;
 
 /// How long a request waits for a refresh when stale data could be served
 /// instead; keeps latency bounded while the source hangs.

@@ -33,6 +33,7 @@ pub mod routes;
 pub mod server;
 pub mod source;
 pub mod telemetry;
+pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -38,7 +38,8 @@ use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::render::{self, Body, Labels, X_REQUEST_ID, cached_answer, closing, respond, text};
 use crate::source::WordMatch;
-use crate::telemetry::{self, Access, TraceContext};
+use crate::telemetry::{self, Access};
+use crate::trace::TraceContext;
 
 pub const HELLO: &str = "Hello from PSPDFKit Engineer!";
 

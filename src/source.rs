@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::telemetry::TraceContext;
+use crate::trace::TraceContext;
 
 /// `data/shakespeare.csv.gz`, built by `scripts/make-sample-data.py`. Kept
 /// compressed in the binary and decompressed while scanning, so the table

@@ -30,7 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wordcount::config::Config;
 use wordcount::routes::{HELLO, Listener, State};
 use wordcount::server::{Limits, connection_service, http1_builder};
-use wordcount::telemetry::TraceContext;
+use wordcount::trace::TraceContext;
 
 struct Harness {
     runtime: tokio::runtime::Runtime,

@@ -7,7 +7,7 @@
 use http::HeaderValue;
 use libfuzzer_sys::fuzz_target;
 use wordcount::fuzzing::is_safe_request_id;
-use wordcount::telemetry::TraceContext;
+use wordcount::trace::TraceContext;
 
 fn lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
