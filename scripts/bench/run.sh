@@ -11,7 +11,7 @@
 # single runs on a shared VM differ by up to 25 %; many short pairs gave
 # steadier medians than a few long ones), PORT_BASE (default 18080).
 #
-# At the end it runs the cold path (examples/loadtest.rs cold-path): the
+# At the end it runs the cold path (testkit/src/bin/loadtest.rs cold-path): the
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
 # the first of CONNECTIONS for DURATION: requests/s and BigQuery jobs per TTL.
 set -euo pipefail
@@ -30,7 +30,7 @@ for tool in wrk bc curl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl >/dev/null; break; }
 done
 
-cargo build --release --locked --bin wordcount --example hello --example loadtest >&2
+cargo build --release --locked --bin wordcount --example hello -p wordcount -p testkit --bin loadtest >&2
 work=$(mktemp -d)
 pids=()
 cleanup() {
@@ -128,6 +128,6 @@ echo
 seconds=${DURATION%s}
 [[ $seconds =~ ^[0-9]+$ ]] || seconds=10
 first_conns=${CONNECTIONS%% *}
-echo "cold path: examples/loadtest.rs cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
+echo "cold path: testkit loadtest cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
 LOADTEST_BIN=target/release/wordcount LOADTEST_SECONDS=$seconds LOADTEST_CONNECTIONS=$first_conns \
-  target/release/examples/loadtest cold-path
+  target/release/loadtest cold-path
