@@ -987,24 +987,20 @@ fn find_job<'a>(
     project: &str,
     job_id: &str,
     req: &Recorded,
-) -> Result<&'a mut Job, Response<Body>> {
+) -> Option<&'a mut Job> {
     let location = req.param("location");
-    match jobs.get_mut(job_id) {
-        Some(job) if job.project == project && location.is_none_or(|l| l == job.location) => Ok(job),
-        _ => Err(google_error(
-            404,
-            "notFound",
-            "NOT_FOUND",
-            &format!("Not found: Job {project}:{}.{job_id}", location.unwrap_or("US")),
-        )),
-    }
+    jobs.get_mut(job_id).filter(|job| job.project == project && location.is_none_or(|l| l == job.location))
+}
+
+fn job_not_found(project: &str, job_id: &str, req: &Recorded) -> Response<Body> {
+    let location = req.param("location").unwrap_or("US");
+    google_error(404, "notFound", "NOT_FOUND", &format!("Not found: Job {project}:{location}.{job_id}"))
 }
 
 fn get_query_results(shared: &Shared, project: &str, job_id: &str, req: &Recorded) -> Response<Body> {
     let mut jobs = lock(&shared.jobs);
-    let job = match find_job(&mut jobs, project, job_id, req) {
-        Ok(job) => job,
-        Err(response) => return response,
+    let Some(job) = find_job(&mut jobs, project, job_id, req) else {
+        return job_not_found(project, job_id, req);
     };
     let start = match (req.param("pageToken"), req.param("startIndex")) {
         (Some(token), _) => match job.page_tokens.get(token) {
@@ -1023,9 +1019,8 @@ fn get_query_results(shared: &Shared, project: &str, job_id: &str, req: &Recorde
 
 fn get_job(shared: &Shared, project: &str, job_id: &str, req: &Recorded) -> Response<Body> {
     let mut jobs = lock(&shared.jobs);
-    let job = match find_job(&mut jobs, project, job_id, req) {
-        Ok(job) => job,
-        Err(response) => return response,
+    let Some(job) = find_job(&mut jobs, project, job_id, req) else {
+        return job_not_found(project, job_id, req);
     };
     let processed = lock(&shared.settings).table_bytes;
     // On-demand pricing bills at least 10 MiB per table, in whole MiB.
