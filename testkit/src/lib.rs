@@ -920,22 +920,14 @@ fn jobs_query(shared: &Shared, project: &str, body: &[u8]) -> Response<Body> {
             Err(_) => return invalid(&format!("Invalid int64 value for maximumBytesBilled: {limit:?}")),
         }
     }
-    let max_results = request.get("maxResults").and_then(Value::as_u64).map(|n| n as usize);
     let mut jobs = lock(&shared.jobs);
     let job = jobs.get_mut(&job_id).expect("job just created");
-    answer(shared, &job_id, job, "bigquery#queryResponse", 0, max_results)
+    answer(shared, &job_id, job, "bigquery#queryResponse", 0)
 }
 
 /// A status answer for `job`: `jobComplete: false` while polls are left,
 /// else the page of rows starting at `start`.
-fn answer(
-    shared: &Shared,
-    job_id: &str,
-    job: &mut Job,
-    kind: &str,
-    start: usize,
-    max_results: Option<usize>,
-) -> Response<Body> {
+fn answer(shared: &Shared, job_id: &str, job: &mut Job, kind: &str, start: usize) -> Response<Body> {
     let job_reference = json!({ "projectId": job.project, "jobId": job_id, "location": job.location });
     if job.polls_left > 0 {
         job.polls_left -= 1;
@@ -948,11 +940,7 @@ fn answer(
         let s = lock(&shared.settings);
         (s.page_size, s.table_bytes)
     };
-    let size = match (page_size, max_results) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(usize::MAX),
-    };
-    let end = start.saturating_add(size).min(job.rows.len());
+    let end = start.saturating_add(page_size.unwrap_or(usize::MAX)).min(job.rows.len());
     let rows: Vec<Value> = job.rows[start.min(end)..end]
         .iter()
         .map(|(corpus, total)| json!({ "f": [{ "v": corpus }, { "v": total.to_string() }] }))
@@ -1002,19 +990,12 @@ fn get_query_results(shared: &Shared, project: &str, job_id: &str, req: &Recorde
     let Some(job) = find_job(&mut jobs, project, job_id, req) else {
         return job_not_found(project, job_id, req);
     };
-    let start = match (req.param("pageToken"), req.param("startIndex")) {
-        (Some(token), _) => match job.page_tokens.get(token) {
-            Some(&offset) => offset,
-            None => return google_error(400, "invalid", "INVALID_ARGUMENT", "Invalid page token."),
-        },
-        (None, Some(index)) => match index.parse() {
-            Ok(index) => index,
-            Err(_) => return google_error(400, "invalid", "INVALID_ARGUMENT", "Invalid startIndex."),
-        },
-        (None, None) => 0,
+    let start = match req.param("pageToken").map(|token| job.page_tokens.get(token)) {
+        None => 0,
+        Some(Some(&offset)) => offset,
+        Some(None) => return google_error(400, "invalid", "INVALID_ARGUMENT", "Invalid page token."),
     };
-    let max_results = req.param("maxResults").and_then(|m| m.parse().ok());
-    answer(shared, job_id, job, "bigquery#getQueryResultsResponse", start, max_results)
+    answer(shared, job_id, job, "bigquery#getQueryResultsResponse", start)
 }
 
 fn get_job(shared: &Shared, project: &str, job_id: &str, req: &Recorded) -> Response<Body> {
