@@ -678,74 +678,35 @@ async fn handle(shared: &Shared, connection: usize, req: Request<Incoming>) -> R
 }
 
 async fn fault_response(fault: Mode) -> Response<Body> {
-    match fault {
+    const JSON: &str = "application/json; charset=UTF-8";
+    let (code, reason, status, message) = match fault {
         Mode::Normal | Mode::TokenServerError | Mode::TokenInvalidGrant => unreachable!("not a BigQuery fault"),
-        Mode::ServerError(503) => google_error(
-            503,
-            "backendError",
-            "UNAVAILABLE",
-            "Error encountered during execution. Retrying may solve the problem.",
-        ),
-        Mode::ServerError(code) => google_error(
-            code,
-            "backendError",
-            "INTERNAL",
-            "An internal error occurred and the request could not be completed.",
-        ),
-        Mode::RateLimited => google_error(
-            429,
-            "rateLimitExceeded",
-            "RESOURCE_EXHAUSTED",
-            "Exceeded rate limits: too many api requests per user per method for this user_method.",
-        ),
-        Mode::RateLimitedForbidden => google_error(
-            403,
-            "rateLimitExceeded",
-            "PERMISSION_DENIED",
-            "Exceeded rate limits: too many concurrent queries for this project_and_region.",
-        ),
-        Mode::AccessDenied => google_error(
-            403,
-            "accessDenied",
-            "PERMISSION_DENIED",
-            "Access Denied: Project wordcount-test: User does not have bigquery.jobs.create permission in project wordcount-test.",
-        ),
-        Mode::BytesBilledLimit => google_error(
-            400,
-            "bytesBilledLimitExceeded",
-            "INVALID_ARGUMENT",
-            "Query exceeded limit for bytes billed: 1000. 10485760 or higher required.",
-        ),
-        Mode::Unauthenticated => google_error(
-            401,
-            "authError",
-            "UNAUTHENTICATED",
-            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
-        ),
         // Until the client gives up or the fake is dropped.
-        Mode::Hang => std::future::pending().await,
-        Mode::BadGatewayHtml => respond(
-            StatusCode::BAD_GATEWAY,
-            "text/html",
-            full(&b"<html><body><h1>502 Bad Gateway</h1></body></html>"[..]),
-        ),
-        Mode::MalformedJson => respond(
-            StatusCode::OK,
-            "application/json; charset=UTF-8",
-            full(&b"{\"kind\": \"bigquery#queryResponse\", \"jobComplete\": tru<html>"[..]),
-        ),
-        Mode::TruncatedBody => {
-            let mut response = respond(
-                StatusCode::OK,
-                "application/json; charset=UTF-8",
-                truncated(
-                    b"{\"kind\":\"bigquery#queryResponse\",\"jobComplete\":true,\"rows\":[{\"f\":[{\"v\":\"hamlet\"}",
-                ),
-            );
-            response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("4096"));
-            response
+        Mode::Hang => return std::future::pending().await,
+        Mode::BadGatewayHtml => {
+            let html = &b"<html><body><h1>502 Bad Gateway</h1></body></html>"[..];
+            return respond(StatusCode::BAD_GATEWAY, "text/html", full(html));
         }
-    }
+        Mode::MalformedJson => {
+            let broken = &b"{\"kind\": \"bigquery#queryResponse\", \"jobComplete\": tru<html>"[..];
+            return respond(StatusCode::OK, JSON, full(broken));
+        }
+        Mode::TruncatedBody => {
+            let partial =
+                b"{\"kind\":\"bigquery#queryResponse\",\"jobComplete\":true,\"rows\":[{\"f\":[{\"v\":\"hamlet\"}";
+            let mut response = respond(StatusCode::OK, JSON, truncated(partial));
+            response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from_static("4096"));
+            return response;
+        }
+        Mode::ServerError(503) => (503, "backendError", "UNAVAILABLE", "Error encountered during execution."),
+        Mode::ServerError(code) => (code, "backendError", "INTERNAL", "An internal error occurred."),
+        Mode::RateLimited => (429, "rateLimitExceeded", "RESOURCE_EXHAUSTED", "Exceeded rate limits."),
+        Mode::RateLimitedForbidden => (403, "rateLimitExceeded", "PERMISSION_DENIED", "Too many concurrent queries."),
+        Mode::AccessDenied => (403, "accessDenied", "PERMISSION_DENIED", "Access Denied: no bigquery.jobs.create."),
+        Mode::BytesBilledLimit => (400, "bytesBilledLimitExceeded", "INVALID_ARGUMENT", "Bytes billed over the limit."),
+        Mode::Unauthenticated => (401, "authError", "UNAUTHENTICATED", "Invalid authentication credentials."),
+    };
+    google_error(code, reason, status, message)
 }
 
 fn check_bearer(shared: &Shared, authorization: Option<&str>) -> Result<(), &'static str> {
