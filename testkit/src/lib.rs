@@ -44,11 +44,11 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use rsa::RsaPrivateKey;
 use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use rsa::sha2::Sha256;
 use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
@@ -188,7 +188,6 @@ fn maximum_bytes_billed(body: &Value) -> Option<String> {
 /// (2048-bit keygen takes a moment) and shared by every fake.
 struct TestKey {
     private: RsaPrivateKey,
-    public: RsaPublicKey,
     pkcs8_pem: String,
     key_id: String,
 }
@@ -198,7 +197,7 @@ fn test_key() -> &'static TestKey {
     KEY.get_or_init(|| {
         let private = RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048).expect("RSA key generation");
         let pkcs8_pem = private.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 PEM").to_string();
-        TestKey { public: private.to_public_key(), private, pkcs8_pem, key_id: random_hex(20) }
+        TestKey { private, pkcs8_pem, key_id: random_hex(20) }
     })
 }
 
@@ -765,7 +764,7 @@ fn verify_assertion(jwt: &str, token_url: &str) -> Result<(), String> {
     let signature = b64url(signature).ok_or("Invalid JWT Signature.")?;
     let signature = Signature::try_from(signature.as_slice()).map_err(|_| "Invalid JWT Signature.")?;
     let signed = &jwt[..jwt.rfind('.').expect("three parts")];
-    VerifyingKey::<Sha256>::new(test_key().public.clone())
+    VerifyingKey::<Sha256>::new(test_key().private.to_public_key())
         .verify(signed.as_bytes(), &signature)
         .map_err(|_| "Invalid JWT Signature.")?;
 
