@@ -125,7 +125,7 @@ impl BigQuerySource {
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
         let v2_url = reqwest::Url::parse(&format!("{root}/bigquery/v2"))
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("{root:?}: {e}")))?;
-        let http = http_client(&config, reqwest::header::HeaderMap::new())
+        let http = http_client(&config)
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
         Ok(BigQuerySource { v2_url, config, http, auth, metrics })
     }
@@ -234,20 +234,10 @@ impl BigQuerySource {
         }
     }
 
-    fn http_for(&self, trace: &TraceContext) -> reqwest::Client {
-        let Some(traceparent) = trace.traceparent().and_then(|t| reqwest::header::HeaderValue::from_str(&t).ok())
-        else {
-            return self.http.clone();
-        };
-        let headers = reqwest::header::HeaderMap::from_iter([(
-            reqwest::header::HeaderName::from_static("traceparent"),
-            traceparent,
-        )]);
-        http_client(&self.config, headers).unwrap_or_else(|_| self.http.clone())
-    }
-
     async fn run_query(&self, word: &str, word_match: WordMatch, trace: &TraceContext) -> Result<Counts> {
-        let http = self.http_for(trace);
+        // Every call of this query carries the caller's trace, on the one
+        // shared client (its connections are pooled across refreshes).
+        let traced = &trace_headers(trace);
         let mut request = QueryRequest::new(Self::sql(&self.config.table, word_match));
         request.use_legacy_sql = false;
         request.parameter_mode = Some("NAMED".into());
@@ -268,7 +258,9 @@ impl BigQuerySource {
         request.labels = Some([("app".to_owned(), "wordcount".to_owned())].into());
 
         let query_url = self.url(&["queries"]);
-        let first: QueryResponse = self.retry("jobs.query", || http.post(query_url.clone()).json(&request)).await?;
+        let first: QueryResponse = self
+            .retry("jobs.query", || self.http.post(query_url.clone()).headers(traced.clone()).json(&request))
+            .await?;
         if let Some(errors) = first.errors.as_ref().filter(|e| !e.is_empty()) {
             return Err(job_error(errors));
         }
@@ -294,8 +286,9 @@ impl BigQuerySource {
                 timeout_ms: Some(self.server_wait()),
             };
             let url = self.url(&["queries", job_id]);
-            let page: GetQueryResultsResponse =
-                self.retry("jobs.getQueryResults", || http.get(url.clone()).query(&params)).await?;
+            let page: GetQueryResultsResponse = self
+                .retry("jobs.getQueryResults", || self.http.get(url.clone()).headers(traced.clone()).query(&params))
+                .await?;
             if let Some(errors) = page.errors.as_ref().filter(|e| !e.is_empty()) {
                 return Err(job_error(errors));
             }
@@ -313,29 +306,27 @@ impl BigQuerySource {
             page_token = page.page_token;
         }
 
-        let mut counts = Counts::new(decode_rows(schema.as_ref(), &rows)?);
+        let counts = Counts::new(decode_rows(schema.as_ref(), &rows)?);
         if let Some(job_id) = job.as_deref() {
-            counts.bytes_billed = self.bytes_billed(&http, job_id, location.as_deref()).await;
+            self.bytes_billed(traced, job_id, location.as_deref()).await;
         }
         Ok(counts)
     }
 
-    /// Bytes billed and processed, from the job's statistics. Best effort:
-    /// the answer is already in hand, so a failure here only costs a metric.
-    async fn bytes_billed(&self, http: &reqwest::Client, job_id: &str, location: Option<&str>) -> Option<u64> {
-        let request = http.get(self.url(&["jobs", job_id])).query(&[("location", location)]);
+    /// Records bytes billed and processed, from the job's statistics. Best
+    /// effort: the answer is already in hand, so a failure only costs a metric.
+    async fn bytes_billed(&self, traced: &reqwest::header::HeaderMap, job_id: &str, location: Option<&str>) {
+        let request =
+            self.http.get(self.url(&["jobs", job_id])).headers(traced.clone()).query(&[("location", location)]);
         match self.call::<Job>(request).await {
             Ok(job) => {
-                let stats = job.statistics.and_then(|s| s.query)?;
+                let Some(stats) = job.statistics.and_then(|s| s.query) else { return };
                 let billed = stats.total_bytes_billed.and_then(|b| b.parse().ok()).unwrap_or(0);
                 let processed = stats.total_bytes_processed.and_then(|b| b.parse().ok()).unwrap_or(0);
                 self.metrics.observe_bytes(billed, processed);
-                Some(billed)
+                tracing::debug!(bytes_billed = billed, "query billed");
             }
-            Err(err) => {
-                tracing::debug!(reason = err.reason(), "job statistics unavailable");
-                None
-            }
+            Err(err) => tracing::debug!(reason = err.reason(), "job statistics unavailable"),
         }
     }
 }
@@ -355,16 +346,23 @@ impl CountsSource for BigQuerySource {
     }
 }
 
-/// The HTTPS client for BigQuery calls: rustls with the system's CA bundle,
-/// bounded connect and attempt times, and `headers` on every call.
-fn http_client(config: &BigQueryConfig, headers: reqwest::header::HeaderMap) -> reqwest::Result<reqwest::Client> {
+/// The HTTPS client for every BigQuery call, built once: rustls with the
+/// system's CA bundle, bounded connect and attempt times.
+fn http_client(config: &BigQueryConfig) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(5))
         .timeout(attempt_timeout(config))
-        .default_headers(headers)
         .build()
+}
+
+/// `traceparent` for the calls a traced request causes; empty without one.
+fn trace_headers(trace: &TraceContext) -> reqwest::header::HeaderMap {
+    let value = trace.traceparent().and_then(|t| reqwest::header::HeaderValue::from_str(&t).ok());
+    value
+        .map(|v| reqwest::header::HeaderMap::from_iter([(reqwest::header::HeaderName::from_static("traceparent"), v)]))
+        .unwrap_or_default()
 }
 
 /// One HTTP attempt may use at most half the refresh budget, so a hung

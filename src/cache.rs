@@ -246,9 +246,6 @@ impl Cache {
             let outcome = match result {
                 Ok(counts) => {
                     cache.metrics.observe_query(kind, elapsed, None);
-                    if let Some(billed) = counts.bytes_billed {
-                        tracing::debug!(bytes_billed = billed, "query billed");
-                    }
                     tracing::info!(
                         source = kind,
                         rows = counts.rows.len() as u64,

@@ -56,14 +56,12 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Counts {
     pub rows: Vec<Row>,
-    /// Bytes the upstream billed for producing this answer, when it bills.
-    pub bytes_billed: Option<u64>,
 }
 
 impl Counts {
     pub fn new(mut rows: Vec<Row>) -> Self {
         rows.sort_by(|a, b| b.total_words.cmp(&a.total_words).then_with(|| a.corpus.cmp(&b.corpus)));
-        Counts { rows, bytes_billed: None }
+        Counts { rows }
     }
 
     /// Saturating: counts come from a file or an upstream, and `sum` would

@@ -17,7 +17,7 @@
 # PINNED (default 1; 0 shares both cores with wrk -t2), BASE (a git revision:
 # also measure the service built from it, side by side), PORT_BASE (18080).
 #
-# At the end it runs the cold path (examples/loadtest.rs cold-path): the
+# At the end it runs the cold path (testkit/src/bin/loadtest.rs cold-path): the
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
 # the first of CONNECTIONS for DURATION: requests/s and BigQuery jobs per TTL.
 set -euo pipefail
@@ -45,7 +45,8 @@ fi
 # the same target directory, so only the crates that differ compile.
 bin_dir=target/bench
 mkdir -p "$bin_dir"
-cargo build --release --locked --bin wordcount --example hello --example loadtest >&2
+cargo build --release --locked --bin wordcount --example hello >&2
+cargo build --release --locked -p testkit --bin loadtest >&2
 cp target/release/wordcount "$bin_dir/wordcount"
 if [[ -n $BASE ]]; then
   base_rev=$(git rev-parse --short=12 "$BASE^{commit}")
@@ -166,6 +167,6 @@ echo
 seconds=${DURATION%s}
 [[ $seconds =~ ^[0-9]+$ ]] || seconds=10
 first_conns=${CONNECTIONS%% *}
-echo "cold path: examples/loadtest.rs cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
+echo "cold path: testkit loadtest cold-path, $first_conns connections, ${seconds} s, CACHE_TTL=2 s, BigQuery fake"
 LOADTEST_BIN=$bin_dir/wordcount LOADTEST_SECONDS=$seconds LOADTEST_CONNECTIONS=$first_conns \
-  target/release/examples/loadtest cold-path
+  target/release/loadtest cold-path

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make loadtest: the four scenarios of examples/loadtest.rs (cold path,
+# make loadtest: the four scenarios of testkit/src/bin/loadtest.rs (cold path,
 # 10k idle connections, upstream faults under load, rolling restart) against
 # the real release binary. docs/reliability.md describes models and targets.
 #
@@ -9,8 +9,9 @@
 #                     target/release/wordcount (CI passes the static binary
 #                     `make static` already built)
 #   LOADTEST_PROFILE  cargo profile of the harness itself: dev (default; CI's
-#                     `cargo test` has built it already, so it costs nothing)
-#                     or release (steadier client-side figures, `make bench`)
+#                     `cargo test` has built its dependencies, so only the
+#                     harness compiles) or release (steadier client-side
+#                     figures, `make bench`)
 #   LOADTEST_RSS_MIB  RSS growth bound for 10k idle connections (see below)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,7 +32,7 @@ if [[ -z $bin ]]; then
 	cargo build --release --locked --bin wordcount
 	bin=target/release/wordcount
 fi
-cargo build --locked --profile "$profile" --example loadtest
+cargo build --locked --profile "$profile" -p testkit --bin loadtest
 
 # The issue's bound is 64 MiB for 10,000 idle connections; hyper's HTTP/1
 # server alone costs ~10 KiB per idle connection (two 8 KiB buffers), and the
@@ -45,4 +46,4 @@ export LOADTEST_RSS_MIB=${LOADTEST_RSS_MIB:-192}
 # fails) if the hard limit is too low; it never scales the scenario down.
 ulimit -n "$(ulimit -Hn)" || echo "loadtest: cannot raise the descriptor limit" >&2
 
-LOADTEST_BIN=$bin exec "target/$dir/examples/loadtest" "$scenario"
+LOADTEST_BIN=$bin exec "target/$dir/loadtest" "$scenario"

@@ -32,6 +32,9 @@ generate() {
 	SOURCE_DATE_EPOCH=0 cargo cyclonedx --quiet --format json --spec-version 1.5 \
 		--target "$TARGET" --override-filename "$name"
 	mv "$name.json" "$work/$CDX"
+	# It writes one per workspace member too: the service's is the one kept
+	# (testkit/ is development-only and never shipped).
+	rm -f ./*/"$name.json"
 	# cargo-sbom has no target filter: its SPDX covers every platform's
 	# dependencies (and, unlike the CycloneDX file, no build-dependencies).
 	SOURCE_DATE_EPOCH=0 cargo sbom --cargo-package wordcount --output-format spdx_json_2_3 >"$work/$SPDX"

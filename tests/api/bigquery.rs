@@ -1,5 +1,5 @@
 //! `SOURCE=bigquery` end to end: the real service, with its real gcp_auth and
-//! gcp-bigquery-client code, against the fake Google in `fake_gcp` on
+//! gcp-bigquery-client code, against the fake Google of `testkit` on
 //! 127.0.0.1. Each test starts its own fake and service, and is bounded in
 //! time; those that must wait on real clocks (TTL, token expiry) use a 1 s
 //! CACHE_TTL, and failure cases run concurrently inside one test.
@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::fake_gcp::{self, FakeGcp, Mode};
 use crate::helpers::{TestApp, spawn_app};
+use testkit::{FakeGcp, Mode};
 
 const PROJECT: &str = "wordcount-test";
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -131,7 +131,7 @@ async fn serves_the_table_bigquery_computes_and_turns_ready_after_the_first_answ
         let page = h.app.get("/").await;
 
         // Assert
-        let expected = fake_gcp::expected_counts("the", false);
+        let expected = testkit::expected_counts("the", false);
         assert_eq!(status, 200);
         assert_eq!(rows(&body), expected, "all corpora, ordered by total, then corpus");
         assert_eq!(body["total"].as_u64(), Some(expected.iter().map(|(_, n)| n).sum()));
@@ -148,7 +148,7 @@ async fn serves_the_table_bigquery_computes_and_turns_ready_after_the_first_answ
         assert_eq!((h.fake.jobs_created(), h.fake.tokens_issued()), (1, 1), "one job, one token, then the cache");
         assert!(h.fake.requests().iter().any(|r| r.is_jobs_get()), "job statistics read for the bytes billed");
         let billed = metric(&h.app, "wordcount_bigquery_bytes_billed_total").await.expect("bytes billed metric");
-        assert_eq!(billed, fake_gcp::DEFAULT_TABLE_BYTES as f64, "billed bytes come from jobs.get statistics");
+        assert_eq!(billed, testkit::DEFAULT_TABLE_BYTES as f64, "billed bytes come from jobs.get statistics");
         assert!(metric(&h.app, "wordcount_bigquery_bytes_processed_total").await.unwrap_or(0.0) > 0.0);
         h.app.shutdown().await;
     })
@@ -199,8 +199,8 @@ async fn ignore_case_folds_case_in_bigquery() {
         let h = start(FakeGcp::start().await, &[("WORD", "The"), ("WORD_MATCH", "ignore-case")]).await;
         h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
-        assert_eq!(rows(&body), fake_gcp::expected_counts("the", true));
-        assert_ne!(rows(&body), fake_gcp::expected_counts("The", false));
+        assert_eq!(rows(&body), testkit::expected_counts("the", true));
+        assert_ne!(rows(&body), testkit::expected_counts("The", false));
         assert!(h.fake.job_queries()[0].sql().unwrap().contains("LOWER("));
     })
     .await;
@@ -367,7 +367,7 @@ async fn recovers_after_transient_failures(case: RetryCase) {
     let (status, _, body) = counts(&h.app).await;
 
     assert_eq!(status, 200, "{mode:?}");
-    assert_eq!(rows(&body), fake_gcp::expected_counts("the", false), "{mode:?}");
+    assert_eq!(rows(&body), testkit::expected_counts("the", false), "{mode:?}");
     // Recovered inside the budget: the service gives up at BIGQUERY_TIMEOUT.
     assert!(elapsed < Duration::from_secs(case.timeout_secs + 2), "{mode:?}: {elapsed:?}");
     let queries = h.fake.job_queries();
@@ -421,7 +421,7 @@ async fn running_jobs_are_polled_and_every_page_is_read() {
         h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
 
-        let expected = fake_gcp::expected_counts("the", false);
+        let expected = testkit::expected_counts("the", false);
         assert!(expected.len() > 8, "several pages");
         assert_eq!(rows(&body), expected);
         let requests = h.fake.requests();
@@ -482,7 +482,7 @@ async fn concurrent_cold_requests_share_one_job() {
         }
         let answers = set.join_all().await;
 
-        let expected = fake_gcp::expected_counts("the", false);
+        let expected = testkit::expected_counts("the", false);
         for (status, body) in &answers {
             assert_eq!(*status, 200, "{body}");
             assert_eq!(rows(body), expected);
@@ -535,7 +535,7 @@ async fn stale_data_is_served_while_bigquery_fails_and_fresh_data_follows() {
 }
 
 #[tokio::test]
-async fn the_callers_trace_reaches_bigquery() {
+async fn the_callers_trace_reaches_bigquery_on_the_pooled_connection() {
     within(Duration::from_secs(20), async {
         let h = start(FakeGcp::start().await, &[("CACHE_TTL", "1")]).await;
         h.ready(Duration::from_secs(10)).await;
@@ -564,6 +564,16 @@ async fn the_callers_trace_reaches_bigquery() {
             assert_ne!(parts[2], CALLER_SPAN, "the service sends its own span as the parent: {traceparent}");
             assert_eq!(parts[3], "01", "the sampled flag is kept: {traceparent}");
         }
+
+        // One client for the process: the traced refresh rode the pooled
+        // connection of the first one instead of opening its own.
+        eventually(Duration::from_secs(5), "the refresh read its job statistics", || async move {
+            fake.requests().iter().filter(|r| r.is_jobs_get()).count() >= 2
+        })
+        .await;
+        let requests = h.fake.requests();
+        let connections: std::collections::BTreeSet<usize> = requests.iter().map(|r| r.connection).collect();
+        assert_eq!(connections.len(), 1, "{} BigQuery calls on connections {connections:?}", requests.len());
     })
     .await;
 }
@@ -575,7 +585,7 @@ async fn without_auth_no_token_is_fetched_or_sent() {
         h.ready(Duration::from_secs(10)).await;
         let (_, _, body) = counts(&h.app).await;
 
-        assert_eq!(rows(&body), fake_gcp::expected_counts("the", false));
+        assert_eq!(rows(&body), testkit::expected_counts("the", false));
         assert_eq!(h.fake.token_requests(), 0);
         for call in h.fake.requests() {
             // Case 6: not even an empty `Bearer `.
@@ -693,7 +703,7 @@ async fn the_binary_serves_bigquery_with_a_key_file_and_logs_no_secret() {
 
         // Assert
         assert!(ready, "the binary did not turn ready; stderr: {stderr}\nstdout: {stdout}");
-        assert_eq!(rows(&body.unwrap()), fake_gcp::expected_counts("the", false));
+        assert_eq!(rows(&body.unwrap()), testkit::expected_counts("the", false));
         assert!(status.success(), "SIGTERM ends it cleanly: {status:?}; stderr: {stderr}");
         assert_eq!(fake.job_queries().len(), 2, "the 503 was retried");
         let credentials = stdout
@@ -701,7 +711,7 @@ async fn the_binary_serves_bigquery_with_a_key_file_and_logs_no_secret() {
             .find(|line| line.contains("BigQuery credentials"))
             .unwrap_or_else(|| panic!("no log line names the credentials: {stdout}"));
         assert!(credentials.contains("key file"), "{credentials}");
-        assert!(credentials.contains(fake_gcp::CLIENT_EMAIL), "the account is named: {credentials}");
+        assert!(credentials.contains(testkit::CLIENT_EMAIL), "the account is named: {credentials}");
         assert_no_secrets(&fake, &stdout);
         assert_no_secrets(&fake, &stderr);
     })

@@ -381,7 +381,7 @@ async fn a_client_that_half_closes_still_gets_its_answer() {
     // EOF arriving while the answer is being prepared closed the
     // connection with nothing sent; found by the http_request fuzz target.
     // A cold /api/v1/counts behind a slow upstream makes the answer late.
-    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
+    let fake = testkit::FakeGcp::start_without_auth().await;
     fake.set_delay(Duration::from_millis(300));
     let endpoint = fake.endpoint();
     let app = spawn_app(&[

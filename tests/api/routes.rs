@@ -49,7 +49,7 @@ async fn index_shows_the_sample_table_for_the() {
 #[tokio::test]
 async fn csp_allows_exactly_the_pages_style_by_hash() {
     use base64::Engine;
-    use rsa::sha2::{Digest, Sha256};
+    use sha2::{Digest, Sha256};
     let app = spawn_app(&[]).await;
 
     let response = app.get("/").await;

@@ -134,7 +134,7 @@ async fn wait_for_open_request(app: &crate::helpers::TestApp) {
 /// `/api/v1/counts` request open on it, and the server task taken out so
 /// the test can watch the drain.
 async fn with_request_in_flight(
-    fake: &crate::fake_gcp::FakeGcp,
+    fake: &testkit::FakeGcp,
     extra: &[(&str, &str)],
 ) -> (crate::helpers::TestApp, tokio::task::JoinHandle<()>, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>)
 {
@@ -156,7 +156,7 @@ async fn with_request_in_flight(
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_request_finish() {
     // A cold request waits on a BigQuery answer that takes 1 s to come.
-    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
+    let fake = testkit::FakeGcp::start_without_auth().await;
     fake.set_delay(Duration::from_secs(1));
     let (mut app, server, in_flight) = with_request_in_flight(&fake, &[("DRAIN_TIMEOUT", "5")]).await;
 
@@ -173,8 +173,8 @@ async fn shutdown_lets_an_in_flight_request_finish() {
 
 #[tokio::test]
 async fn a_drain_that_runs_out_of_time_still_ends() {
-    let fake = crate::fake_gcp::FakeGcp::start_without_auth().await;
-    fake.set_mode(crate::fake_gcp::Mode::Hang);
+    let fake = testkit::FakeGcp::start_without_auth().await;
+    fake.set_mode(testkit::Mode::Hang);
     let (mut app, server, _stuck) =
         with_request_in_flight(&fake, &[("BIGQUERY_TIMEOUT", "30"), ("DRAIN_TIMEOUT", "1")]).await;
 

@@ -1,9 +1,8 @@
-//! Load, fault, connection-scale and rolling-restart harness (issue 10).
+//! Load, fault, connection-scale and rolling-restart harness.
 //!
 //! It drives the real release binary as a child process, so RSS, SIGTERM
 //! and exit codes are the real ones, against the strict fake Google of the
-//! integration tests (`tests/api/fake_gcp.rs`, included below, not copied)
-//! running inside this process. Load comes from hyper's own HTTP/1 client on
+//! integration tests (this crate's library) running inside this process. Load comes from hyper's own HTTP/1 client on
 //! N keep-alive connections, bounded in time and count, on 127.0.0.1 only.
 //!
 //! Usage: `loadtest all|cold-path|idle-connections|faults|rolling-restart`
@@ -14,10 +13,6 @@
 //!
 //! Every scenario prints its figures as a table and the process exits 1 when
 //! a target is missed. docs/reliability.md explains each model and target.
-
-#[allow(dead_code)]
-#[path = "../tests/api/fake_gcp.rs"]
-mod fake_gcp;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,11 +25,10 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use testkit::{FakeGcp, Mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wordcount::cache::{RETRY_AFTER_FAILURE, STALE_WAIT};
-
-use fake_gcp::{FakeGcp, Mode};
 
 const PROJECT: &str = "wordcount-load";
 const COUNTS: &str = "/api/v1/counts";
