@@ -29,17 +29,15 @@
 #   LOCAL_RELEASE_MANIFESTS=.tmp/local-release/dist/wordcount-X.Y.Z-manifests.yaml
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
 # The image scripts' engine choice: where `make image` left the image.
 # shellcheck source=scripts/image/engine.sh
-source scripts/image/engine.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../image/engine.sh"
+cd "$ROOT"
 source_image="${1:-$IMAGE}"
 state=.tmp/local-release
-say() { printf 'local-release: %s\n' "$*" >&2; }
 
-scripts/deploy/install.sh
-imgsign="$(scripts/deploy/install.sh --print-imgsign)"
+scripts/install.sh signing
+imgsign="$(scripts/install.sh --print imgsign)"
 scripts/deploy/registry.sh start
 addr="$(scripts/deploy/registry.sh addr)"
 
@@ -56,7 +54,7 @@ repo="$addr/wordcount"
 skopeo copy --quiet --dest-tls-verify=false --digestfile "$state/digest" \
 	"$src" "docker://$repo:dev"
 ref="$repo@$(cat "$state/digest")"
-say "pushed $source_image as $ref"
+log "pushed $source_image as $ref"
 
 # A fresh key pair per run: no key outlives the rehearsal, none is committed.
 rm -f "$state/cosign.key" "$state/cosign.pub"
@@ -78,6 +76,6 @@ LOCAL_RELEASE_IMAGE=$ref
 LOCAL_RELEASE_PUBLIC_KEY=$state/cosign.pub
 LOCAL_RELEASE_MANIFESTS=$manifests
 EOF
-say "signed $ref with a per-run key; deploy it with:"
-say "  scripts/deploy/deploy.sh --from-local-release --target podman"
-say "stop the registry afterwards: scripts/deploy/registry.sh stop"
+log "signed $ref with a per-run key; deploy it with:"
+log "  scripts/deploy/deploy.sh --from-local-release --target podman"
+log "stop the registry afterwards: scripts/deploy/registry.sh stop"

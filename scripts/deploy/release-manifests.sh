@@ -14,11 +14,11 @@
 # The rendering is scripts/deploy/render.py's: every image reference of the
 # service becomes the digest, anything else is refused.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 ref="${1:?usage: release-manifests.sh REPO@sha256:<hex> OUT_FILE}" out="${2:?OUT_FILE}"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+tmp="$(mktemp -d -p "$SCRATCH")"
 python3 scripts/deploy/render.py raw-yaml "$tmp/rendered" wordcount "$ref"
 {
 	printf '# wordcount manifests for %s\n' "$ref"

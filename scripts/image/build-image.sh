@@ -17,7 +17,7 @@
 set -euo pipefail
 # shellcheck source=scripts/image/engine.sh
 source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
-cd "$REPO_ROOT"
+cd "$ROOT"
 
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"

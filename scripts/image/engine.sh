@@ -5,8 +5,8 @@
 # CI). Override with ENGINE=podman|docker.
 # shellcheck shell=bash
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-export REPO_ROOT
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 if [[ -z "${ENGINE:-}" ]]; then
 	if command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; then
@@ -20,7 +20,7 @@ export ENGINE
 if [[ "$ENGINE" == podman ]]; then
 	# podman's defaults (systemd cgroups, crun, journald) do not work here; the
 	# project's file says why. A caller may still point elsewhere on purpose.
-	export CONTAINERS_CONF="${CONTAINERS_CONF:-$REPO_ROOT/containers/containers.conf}"
+	export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"
 fi
 
 # The local tag every target uses (make image / image-test / local-release).

@@ -19,22 +19,18 @@
 set -euo pipefail
 # shellcheck source=scripts/image/engine.sh
 source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
-cd "$REPO_ROOT"
+cd "$ROOT"
 
 PROBE=(python3 scripts/image/probe.py)
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-readme-test.XXXXXX")"
+WORK="$(mktemp -d -p "$SCRATCH")"
 containers=()
 built=""
 cleanup() {
 	local c
 	for c in "${containers[@]}"; do "$ENGINE" rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
 	if [[ -n "$built" ]]; then "$ENGINE" rmi "$built" >/dev/null 2>&1 || true; fi
-	rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib/checks.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+at_exit cleanup
 
 check "README.md, SECURITY.md, cosign/README.md and docs/ name only paths and make targets that exist" \
 	python3 scripts/check-doc-refs.py README.md SECURITY.md cosign/README.md docs/*.md

@@ -69,7 +69,7 @@ def tool(name: str) -> str:
     global BIN
     if not str(BIN) or str(BIN) == ".":
         # Run standalone: ask the install script (it is quick when installed).
-        out = subprocess.run([str(ROOT / "scripts" / "observability" / "install.sh"), "--print-bin"],
+        out = subprocess.run([str(ROOT / "scripts" / "install.sh"), "--print", "observability"],
                              capture_output=True, text=True, check=True).stdout.strip()
         BIN = Path(out)
     return str(BIN / name)

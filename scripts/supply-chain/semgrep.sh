@@ -7,13 +7,12 @@
 # Only local rules run (no registry packs, no metrics, no version check:
 # those need the network and cost ~100 s of DNS time-outs offline).
 set -euo pipefail
-export SC_GATE=semgrep
-# shellcheck source=scripts/supply-chain/lib.sh
-source "$(dirname "$0")/lib.sh"
-cd "$SC_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
-SEMGREP="$(sc_semgrep)"
-[[ -x "$SEMGREP" ]] || sc_fail "semgrep not installed; run scripts/supply-chain/install.sh"
+SEMGREP="$(python_bin)/semgrep"
+[[ -x "$SEMGREP" ]] || die "semgrep not installed; run scripts/install.sh supply-chain"
 flags=(--metrics=off --disable-version-check --quiet)
 export SEMGREP_ENABLE_VERSION_CHECK=0 SEMGREP_SEND_METRICS=off
 
@@ -23,7 +22,7 @@ run_tests() {
 		fixture="${rule%.yaml}.rs"
 		n=$((n + 1))
 		if [[ ! -f "$fixture" ]]; then
-			sc_log "$rule has no fixture $fixture"
+			log "$rule has no fixture $fixture"
 			failed=1
 			continue
 		fi
@@ -32,13 +31,13 @@ run_tests() {
 		if ! out="$("$SEMGREP" --test "${flags[@]}" --config "$rule" "$fixture" 2>&1)" ||
 			! grep -q 'All tests passed' <<<"$out"; then
 			printf '%s\n' "$out" >&2
-			sc_log "fixture failed for $rule"
+			log "fixture failed for $rule"
 			failed=1
 		fi
 	done
-	((n > 0)) || sc_fail "no rules in .semgrep/"
-	((failed == 0)) || sc_fail "a rule does not behave as its fixture says (missed = should fire but did not, incorrect = fired on an ok line)"
-	sc_log "$n rules pass their fixtures"
+	((n > 0)) || die "no rules in .semgrep/"
+	((failed == 0)) || die "a rule does not behave as its fixture says (missed = should fire but did not, incorrect = fired on an ok line)"
+	log "$n rules pass their fixtures"
 }
 
 run_scan() {
@@ -46,8 +45,8 @@ run_scan() {
 	# file is checked before it is committed (by default Semgrep only sees
 	# files git tracks).
 	"$SEMGREP" scan "${flags[@]}" --no-git-ignore --config .semgrep/ --error src/ ||
-		sc_fail "Semgrep findings in src/ (rule id, file and line above; each rule's message says what to do instead)"
-	sc_log "src/ is clean"
+		die "Semgrep findings in src/ (rule id, file and line above; each rule's message says what to do instead)"
+	log "src/ is clean"
 }
 
 case "${1:-all}" in

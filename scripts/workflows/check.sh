@@ -28,31 +28,15 @@
 #                      should, and promote only what they should
 # Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-scripts/workflows/install.sh
-VENV_BIN="$(scripts/workflows/install.sh --print-venv)"
+scripts/install.sh workflows
+VENV_BIN="$(python_bin)"
 PY="$VENV_BIN/python"
 
-passed=0 failed=0 failures=()
-check() {
-	local name="$1"
-	shift
-	printf '\n--- %s\n' "$name"
-	local start=$SECONDS
-	if "$@"; then
-		passed=$((passed + 1))
-		printf -- '--- %s: ok (%d s)\n' "$name" $((SECONDS - start))
-	else
-		failed=$((failed + 1))
-		failures+=("$name")
-		printf -- '--- %s: FAILED\n' "$name"
-	fi
-}
-
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+tmp="$(mktemp -d -p "$SCRATCH")"
 
 # A workflow both tools must refuse: an unknown job key (schema), a `needs`
 # on a job that does not exist, pull_request_target checking out the PR's
@@ -104,17 +88,13 @@ zizmor_audit() {
 	fi
 }
 
-check "unit tests (check-pins, check-policy)" unit_tests
-check "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
-check "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
-check "schema (action-validator)" action_validator
-check "security audit (zizmor)" zizmor_audit
-check "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
-check "shellcheck" shellcheck -x scripts/workflows/*.sh
-check "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
+gate "unit tests (check-pins, check-policy)" unit_tests
+gate "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
+gate "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
+gate "schema (action-validator)" action_validator
+gate "security audit (zizmor)" zizmor_audit
+gate "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
+gate "shellcheck" shellcheck -x scripts/workflows/*.sh
+gate "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
 
-printf '\nworkflows-check: %d passed, %d failed\n' "$passed" "$failed"
-if ((failed)); then
-	printf 'workflows-check: failed: %s\n' "${failures[@]}" >&2
-	exit 1
-fi
+gates_report workflows-check

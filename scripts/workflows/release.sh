@@ -38,11 +38,11 @@
 # offline rehearsal of the same idea.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-say() { printf 'release: %s\n' "$*" >&2; }
-die() { printf 'release: error: %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="error: "
 
 # Tags the release workflow accepts; cosign/identity.env's regexp accepts the
 # same shape, so anything released here is verifiable there.
@@ -105,9 +105,9 @@ cmd_assets() {
 	local engine="${ENGINE:-docker}" version platform
 	version="$(cargo_version)"
 	mkdir -p "$dir"
-	scripts/image/install.sh
+	scripts/install.sh image
 	local syft
-	syft="$(scripts/image/install.sh --print-venv)/syft"
+	syft="$(python_bin)/syft"
 
 	for platform in "${PLATFORMS[@]}"; do
 		local triple bin cid arch
@@ -125,7 +125,7 @@ cmd_assets() {
 		fi
 		arch="$(readelf -hW "$bin" | sed -n 's/^ *Machine: *//p')"
 		case "$platform:$arch" in
-		linux/amd64:*X86-64* | linux/arm64:*AArch64*) say "$(basename "$bin"): static, $arch" ;;
+		linux/amd64:*X86-64* | linux/arm64:*AArch64*) log "$(basename "$bin"): static, $arch" ;;
 		*) die "$bin is built for '$arch', not $platform" ;;
 		esac
 		# Image SBOM of this platform (syft reads the cargo-auditable section
@@ -202,7 +202,7 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "$@" --type cyclonedx --predicate "$f" "$ref"
 		done
-		say "signed and attested $ref ($format format)"
+		log "signed and attested $ref ($format format)"
 	}
 	sign_in legacy "${LEGACY[@]}"
 	sign_in bundle "${BUNDLE[@]}"
@@ -213,12 +213,12 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY --type cyclonedx --predicate "$f" "$ref"
 		done
-		say "signed $ref with the release key as well"
+		log "signed $ref with the release key as well"
 	fi
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
 		cosign sign-blob --yes --bundle "$f.sigstore.json" "$f" >/dev/null
-		say "signed $(basename "$f")"
+		log "signed $(basename "$f")"
 	done
 }
 
@@ -244,14 +244,14 @@ verify_assets() {
 		[[ -f "$dir/$want" ]] || die "no $want among the assets"
 	done
 	[[ -f "$dir/wordcount-$(cargo_version)-manifests.yaml" ]] || die "no manifests asset"
-	say "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
+	log "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
 }
 
 # Build provenance from GitHub's attestation store, for exactly this tag.
 verify_provenance() {
 	gh attestation verify "$1" --repo "$GITHUB_REPOSITORY" \
 		--cert-identity "$(identity_for "$2")" --cert-oidc-issuer "$OIDC_ISSUER" >/dev/null
-	say "OK: $1 has build provenance from release.yml at $2"
+	log "OK: $1 has build provenance from release.yml at $2"
 }
 
 cmd_verify_signed() {
@@ -303,7 +303,7 @@ cmd_follow_up() {
 	need_tag "$tag"
 	need_digest_ref "$ref"
 	if [[ "$tag" == *-* ]]; then
-		say "$tag is a pre-release: raw-yaml/ keeps following the last full release"
+		log "$tag is a pre-release: raw-yaml/ keeps following the last full release"
 		return 0
 	fi
 	local branch="release-manifests/$tag"
@@ -314,7 +314,7 @@ cmd_follow_up() {
 	python3 scripts/manifests/generate.py
 	python3 scripts/manifests/generate.py --check
 	if git diff --quiet; then
-		say "raw-yaml/ already pins $ref"
+		log "raw-yaml/ already pins $ref"
 		return 0
 	fi
 	git switch --create "$branch"

@@ -5,14 +5,15 @@
 #
 #   scripts/workflows/semgrep-sarif.sh OUT.sarif
 #
-# Same semgrep pin and venv as the gate (scripts/supply-chain/install.sh).
+# Same semgrep pin and venv as the gate (scripts/install.sh supply-chain).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 out="${1:?usage: semgrep-sarif.sh OUT.sarif}"
 
-scripts/supply-chain/install.sh
-semgrep="$(scripts/supply-chain/install.sh --print-semgrep)"
+scripts/install.sh supply-chain
+semgrep="$(python_bin)/semgrep"
 # --metrics=off / --disable-version-check: no phoning home, and no ~100 s
 # DNS time-outs where the network is closed. No --error: exit 0 with findings.
 SEMGREP_ENABLE_VERSION_CHECK=0 SEMGREP_SEND_METRICS=off \
