@@ -29,6 +29,8 @@ args=(
 	--build-arg "CREATED=$created"
 	--build-arg "REVISION=$revision"
 	--build-arg "VERSION=$version"
+	--build-arg "CARGO_CHEF=$CARGO_CHEF"
+	--build-arg "CARGO_AUDITABLE=$CARGO_AUDITABLE"
 	--tag "$IMAGE"
 )
 mkdir -p target/image

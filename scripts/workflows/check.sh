@@ -88,7 +88,29 @@ zizmor_audit() {
 	fi
 }
 
+# dockerfile_pins FILE: every `ARG NAME=default` of FILE whose NAME is a
+# scripts/tools.env pin has that pin as its default (docker build without
+# --build-arg builds with the tested tools); the cargo-chef and
+# cargo-auditable ARGs must be there.
+dockerfile_pins() {
+	local name value seen=0 bad=0
+	while IFS='=' read -r name value; do
+		grep -q "^$name=" scripts/tools.env || continue
+		seen=$((seen + 1))
+		[[ "$value" == "${!name}" ]] || { echo "$1: ARG $name=$value, scripts/tools.env has $name=${!name}"; bad=1; }
+	done < <(sed -n 's/^ARG \([A-Z_]*\)=\(.*\)$/\1=\2/p' "$1")
+	((seen >= 2)) || { echo "$1: no ARG CARGO_CHEF/CARGO_AUDITABLE"; bad=1; }
+	((!bad))
+}
+# The same check must refuse a Dockerfile whose pin drifted.
+dockerfile_pins_both() {
+	dockerfile_pins Dockerfile || return 1
+	sed 's/^ARG CARGO_CHEF=.*/ARG CARGO_CHEF=0.0.1/' Dockerfile >"$tmp/Dockerfile.drift"
+	! dockerfile_pins "$tmp/Dockerfile.drift" >/dev/null
+}
+
 gate "unit tests (check-pins, check-policy)" unit_tests
+gate "Dockerfile ARG pins = scripts/tools.env (+ a drifted copy refused)" dockerfile_pins_both
 gate "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
 gate "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
 gate "schema (action-validator)" action_validator

@@ -96,6 +96,9 @@ cmd_meta() {
 		printf 'image=%s\n' "$image"
 		printf 'identity=%s\n' "$(identity_for "$tag")"
 		printf 'platforms=%s\n' "$(IFS=,; echo "${PLATFORMS[*]}")"
+		# The Dockerfile's builder tools, pinned in scripts/tools.env.
+		printf 'cargo_chef=%s\n' "$CARGO_CHEF"
+		printf 'cargo_auditable=%s\n' "$CARGO_AUDITABLE"
 	} | tee -a "${GITHUB_OUTPUT:-/dev/null}"
 }
 
