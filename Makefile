@@ -171,10 +171,10 @@ browser-test: | debian-x86_64 ## [Debian/x86_64] The HTML page in headless chrom
 
 .PHONY: manifests manifests-check manifests-test dev dev-emulator-data mock-prod
 manifests: ## Regenerate raw-yaml/ and compose.yaml from deploy/instances.toml
-	python3 scripts/manifests/generate.py
+	"$$(scripts/lib/python.sh)/python" scripts/manifests/generate.py
 
 manifests-check: ## Fail if raw-yaml/ or compose.yaml differ from what deploy/instances.toml generates
-	python3 scripts/manifests/generate.py --check
+	"$$(scripts/lib/python.sh)/python" scripts/manifests/generate.py --check
 
 manifests-test: manifests-check | debian-x86_64 ## [Debian/x86_64] raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
 	scripts/manifests/test.sh

@@ -31,7 +31,7 @@ cargo build --release --locked --quiet
 bin="$ROOT/target/release/wordcount"
 
 offset="${DEV_PORT_OFFSET:-0}"
-mapfile -t instances < <(python3 scripts/manifests/generate.py --dev-ports |
+mapfile -t instances < <("$(python_bin)/python" scripts/manifests/generate.py --dev-ports |
 	awk -v o="$offset" '{print $1, $2 + o, $3 + o}')
 pids=()
 # shellcheck disable=SC2317  # called by the EXIT trap

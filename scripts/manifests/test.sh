@@ -23,7 +23,7 @@ cd "$ROOT"
 here=scripts/manifests
 scripts/install.sh manifests
 venv="$(dirname "$(python_bin)")"
-k8s="$(python3 "$here/generate.py" --kubernetes-version)"
+k8s="$("$venv/bin/python" "$here/generate.py" --kubernetes-version)"
 manifests=(raw-yaml/*.yaml)
 # The same checks on the option raw-yaml/ does not use by default: every
 # instance with a service-account key from a Secret (deploy/instances.toml,
@@ -32,7 +32,7 @@ variant="$(mktemp -d -p "$SCRATCH")"
 sed 's/^gcp_key_secret = ""$/gcp_key_secret = "wordcount-gcp-key"/' deploy/instances.toml >"$variant/instances.toml"
 grep -q '^gcp_key_secret = "wordcount-gcp-key"$' "$variant/instances.toml" ||
 	die "deploy/instances.toml has no gcp_key_secret line to vary"
-python3 "$here/generate.py" --config "$variant/instances.toml" --out "$variant/raw-yaml"
+"$venv/bin/python" "$here/generate.py" --config "$variant/instances.toml" --out "$variant/raw-yaml"
 manifests+=("$variant"/raw-yaml/*.yaml)
 
 gate "kubernetes-validate $k8s --strict" \

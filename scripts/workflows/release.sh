@@ -314,8 +314,8 @@ cmd_follow_up() {
 	# the generator and its drift check stay the only writers.
 	sed -i "s|^image = \".*\"\$|image = \"$ref\"|" deploy/instances.toml
 	grep -qx "image = \"$ref\"" deploy/instances.toml || die "deploy/instances.toml has no image line to update"
-	python3 scripts/manifests/generate.py
-	python3 scripts/manifests/generate.py --check
+	"$(python_bin)/python" scripts/manifests/generate.py
+	"$(python_bin)/python" scripts/manifests/generate.py --check
 	if git diff --quiet; then
 		log "raw-yaml/ already pins $ref"
 		return 0
