@@ -41,7 +41,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
 DIE_PREFIX="NOT DEPLOYED: "
 
 image="" target=kubectl manifests=raw-yaml out=.tmp/deploy/rendered image_name=wordcount

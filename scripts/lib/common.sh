@@ -13,6 +13,9 @@
 #   ok / fail / check          a test's record: count into $passed/$failed;
 #                              check DESCRIPTION CMD... never aborts and shows
 #                              the tail of CMD's output when it fails
+#   usage                      the script's header comment on stderr, exit 2
+#   play_args "$@"             MANIFEST_DIR IMAGE [WORD...] of the *-play.sh
+#   TAG_RE / DIGEST_REF_RE     a release tag, an image reference by digest
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION   pinned installs
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,6 +28,28 @@ die() {
 	printf '%s: %s%s\n' "$LOG_NAME" "${DIE_PREFIX:-}" "$*" >&2
 	exit 1
 }
+
+usage() {
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+	exit 2
+}
+
+# play_args MANIFEST_DIR IMAGE [WORD...]: sets manifests, image and words
+# (default: the coffee) for the scripts that play manifests locally.
+play_args() {
+	(($# >= 2)) || usage
+	# shellcheck disable=SC2034 # read by the caller
+	manifests=$1 image=$2
+	shift 2
+	words=("$@")
+	((${#words[@]})) || words=(the coffee)
+}
+
+# Tags the release workflow accepts (cosign/identity.env's regexp accepts the
+# same shape, so anything released is verifiable) and image references by
+# digest, the only form the release and deploy steps take.
+# shellcheck disable=SC2034 # used by the scripts that source this
+readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$' DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 
 _exit_hooks=()
 # A hook finds the script's exit status in $exit_status.

@@ -24,11 +24,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f}"
 DIE_PREFIX="FAIL: "
 
-(($# >= 2)) || { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-manifests=$1 image=$2
-shift 2
-words=("$@")
-((${#words[@]})) || words=(the coffee)
+play_args "$@"
 for tool in kind kubectl python3; do
 	command -v "$tool" >/dev/null || die "$tool is not installed"
 done

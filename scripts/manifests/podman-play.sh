@@ -29,11 +29,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 DIE_PREFIX="FAIL: "
 
-(($# >= 2)) || { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-manifests=$1 image=$2
-shift 2
-words=("$@")
-((${#words[@]})) || words=(the coffee)
+play_args "$@"
 readonly UID_WANT=65532 READY_TIMEOUT=${READY_TIMEOUT:-30}
 
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"

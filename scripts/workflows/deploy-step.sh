@@ -33,8 +33,6 @@ cd "$ROOT"
 
 DIE_PREFIX="NOT DEPLOYED: "
 
-readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
-readonly REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 
 # fetch_release TAG DIR: the verified manifests asset of TAG -> prints its path.
 fetch_release() {
@@ -64,7 +62,7 @@ fetch_release() {
 image_of() {
 	local refs
 	refs="$(sed -n 's/^[[:space:]-]*image:[[:space:]]*["'"'"']\{0,1\}\([^"'"'"'[:space:]#]*\).*/\1/p' "$1" | sort -u)"
-	[[ "$refs" =~ $REF_RE ]] || die "$(basename "$1") must name exactly one REPO@sha256:<hex> image, names: $(tr '\n' ' ' <<<"$refs")"
+	[[ "$refs" =~ $DIGEST_REF_RE ]] || die "$(basename "$1") must name exactly one REPO@sha256:<hex> image, names: $(tr '\n' ' ' <<<"$refs")"
 	printf '%s\n' "$refs"
 }
 
@@ -102,7 +100,7 @@ cmd_apply() {
 	local env_name="${1:?usage: deploy-step.sh apply ENV}"
 	local ref="${REF:?REF (REPO@sha256:...) is not set}"
 	[[ "$env_name" =~ ^[a-z0-9-]+$ ]] || die "environment name '$env_name' is not [a-z0-9-]+"
-	[[ "$ref" =~ $REF_RE ]] || die "$ref is not REPO@sha256:<64 hex>"
+	[[ "$ref" =~ $DIGEST_REF_RE ]] || die "$ref is not REPO@sha256:<64 hex>"
 	need_tag
 	local file out=".tmp/deploy/rendered-$env_name"
 	file="$(fetch_release "$TAG" ".tmp/deploy/release-$env_name")"

@@ -44,10 +44,6 @@ cd "$ROOT"
 
 DIE_PREFIX="error: "
 
-# Tags the release workflow accepts; cosign/identity.env's regexp accepts the
-# same shape, so anything released here is verifiable there.
-readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
-readonly DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 # The platforms of the one multi-arch image, and the musl target of each.
 readonly PLATFORMS=(linux/amd64 linux/arm64)
 triple_of() {
