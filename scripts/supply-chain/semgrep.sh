@@ -4,6 +4,10 @@
 #                      `// ruleid:` lines must fire, `// ok:` lines must not.
 #   semgrep.sh scan  - every rule over src/; any finding fails.
 #   semgrep.sh       - both.
+#   semgrep.sh sarif OUT.sarif - the scan as SARIF for GitHub code scanning
+#                      (ci.yml). It reports, it does not gate: findings
+#                      already fail `make semgrep`; this puts them on the
+#                      PR's lines.
 # Only local rules run (no registry packs, no metrics, no version check:
 # those need the network and cost ~100 s of DNS time-outs offline).
 set -euo pipefail
@@ -49,15 +53,31 @@ run_scan() {
 	log "src/ is clean"
 }
 
+# run_sarif OUT: no --error, exit 0 with findings; fails only when the rules
+# were not loaded.
+run_sarif() {
+	"$SEMGREP" scan "${flags[@]}" --config .semgrep/ --sarif --output "$1" src/
+	python3 - "$1" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+rules = sum(len(r["tool"]["driver"].get("rules", [])) for r in runs)
+results = sum(len(r.get("results", [])) for r in runs)
+if rules == 0:
+    sys.exit(f"semgrep: {sys.argv[1]} has no rules; .semgrep/ was not loaded")
+print(f"semgrep: {sys.argv[1]}: {rules} rules, {results} findings")
+PY
+}
+
 case "${1:-all}" in
 test) run_tests ;;
+sarif) run_sarif "${2:?usage: semgrep.sh sarif OUT.sarif}" ;;
 scan) run_scan ;;
 all)
 	run_tests
 	run_scan
 	;;
 *)
-	echo "usage: $0 [test|scan|all]" >&2
+	echo "usage: $0 [test|scan|all|sarif OUT]" >&2
 	exit 2
 	;;
 esac
