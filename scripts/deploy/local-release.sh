@@ -19,7 +19,7 @@
 # What is the same: the image is addressed by digest from the push on, the
 # signature is cosign's simplesigning format in the sha256-<hex>.sig tag, the
 # deployable manifests are rendered by the script the release uses
-# (scripts/deploy/release-manifests.sh) and listed in SHA256SUMS, and the
+# (scripts/workflows/release.sh manifests) and listed in SHA256SUMS, and the
 # deploy step verifies the image with the same cosign/verify entry point and
 # applies that file unchanged.
 #
@@ -30,8 +30,9 @@
 set -euo pipefail
 
 # The image scripts' engine choice: where `make image` left the image.
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../image/engine.sh"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
 source_image="${1:-$IMAGE}"
 state=.tmp/local-release
@@ -64,12 +65,10 @@ export COSIGN_PASSWORD
 "$imgsign" generate-key-pair --output-key-prefix "$state/cosign"
 "$imgsign" sign --key "$state/cosign.key" --allow-http-registry "$ref"
 
-# The release asset, as release.sh assets writes it.
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+# The release asset and SHA256SUMS, written as the release workflow writes them.
 rm -rf "$state/dist" && mkdir -p "$state/dist"
-manifests="$state/dist/wordcount-$version-manifests.yaml"
-scripts/deploy/release-manifests.sh "$ref" "$manifests"
-(cd "$state/dist" && sha256sum -- * >SHA256SUMS)
+scripts/workflows/release.sh manifests "$ref" "$state/dist"
+manifests="$(echo "$state"/dist/wordcount-*-manifests.yaml)"
 
 cat >"$state/release.env" <<EOF
 LOCAL_RELEASE_IMAGE=$ref

@@ -17,8 +17,9 @@
 # cosign/identity.env.
 set -euo pipefail
 
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../image/engine.sh"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
 # The real image from `make image`, read from the engine's own store.
 SOURCE_IMAGE="${SIGNING_TEST_IMAGE:-$IMAGE}"

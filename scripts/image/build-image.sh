@@ -15,8 +15,9 @@
 # not, but it has no HEALTHCHECK). The binary's reproducibility is what
 # `make repro-check` proves.
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
 
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's container quickstart: the commands of the fenced block
 # after the `<!-- readme-docker-test -->` marker in README.md, read from there
-# (never copied here), with the engine of engine.sh (podman on this machine).
+# (never copied here), with the engine use_engine picks (podman on this machine).
 # What changes on the way, and only this, is printed per command:
 #   docker build  -> ENGINE build, plus --build-arg BINARY_FROM=prebuilt with
 #                    podman (no pulls here: the binary `make image` staged)
@@ -17,8 +17,9 @@
 # copy, e.g. to see a check fail). Containers, the `wordcount`
 # image and the throwaway key are removed on exit.
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
 
 PROBE=(python3 scripts/image/probe.py)

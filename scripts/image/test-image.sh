@@ -17,8 +17,9 @@
 #   6. SBOM of the image (syft) -> target/image/sbom.cdx.json, compared with
 #      sbom/ by scripts/supply-chain/compare-sbom.py
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
 
 VENV_BIN="$(python_bin)"

@@ -14,6 +14,7 @@
 #                              check DESCRIPTION CMD... never aborts and shows
 #                              the tail of CMD's output when it fails
 #   usage                      the script's header comment on stderr, exit 2
+#   use_engine                 ENGINE and IMAGE for the container scripts
 #   play_args "$@"             MANIFEST_DIR IMAGE [WORD...] of the *-play.sh
 #   TAG_RE / DIGEST_REF_RE     a release tag, an image reference by digest
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION   pinned installs
@@ -32,6 +33,25 @@ die() {
 usage() {
 	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
 	exit 2
+}
+
+# use_engine: exports ENGINE, the container engine (a Docker daemon that
+# answers wins: laptops, GitHub runners; otherwise podman with this
+# repository's containers.conf: this machine and CI; ENGINE=podman|docker
+# overrides) and IMAGE, the local tag every target uses (make image /
+# image-test / local-release).
+use_engine() {
+	if [[ -z "${ENGINE:-}" ]]; then
+		ENGINE=podman
+		if command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; then ENGINE=docker; fi
+	fi
+	# podman's defaults (systemd cgroups, crun, journald) do not work here; the
+	# project's file says why. A caller may still point elsewhere on purpose.
+	if [[ "$ENGINE" == podman ]]; then
+		export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"
+	fi
+	IMAGE="${IMAGE:-localhost/wordcount:dev}"
+	export ENGINE IMAGE
 }
 
 # play_args MANIFEST_DIR IMAGE [WORD...]: sets manifests, image and words

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make mock-prod, after `make local-release` (the Makefile runs it first):
 # the release's manifests asset (raw-yaml/ rendered to the signed digest by
-# scripts/deploy/release-manifests.sh, as the release workflow publishes it)
+# scripts/workflows/release.sh manifests, as the release workflow publishes it)
 # is checked against its SHA256SUMS and goes through the real deploy step -
 # verify the one image it names, apply the file unchanged - whose podman
 # target runs scripts/manifests/podman-play.sh on it (the, coffee: own word,

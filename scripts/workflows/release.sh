@@ -144,13 +144,28 @@ cmd_assets() {
 	cmd_manifests "$ref" "$dir"
 }
 
-# The deployable manifests (raw-yaml/ pinned to this digest: what
-# `kubectl create -f` deploys), then SHA256SUMS over every asset in DIR.
+# The deployable manifests: raw-yaml/ rendered to the release's image digest
+# by scripts/deploy/render.py (every image reference of the service becomes
+# the digest, anything else is refused), as ONE multi-document file in
+# kubectl's creation order (namespace first), so that
+#   kubectl create -f wordcount-X.Y.Z-manifests.yaml
+# runs the release on a fresh cluster; then SHA256SUMS over every asset in
+# DIR. `make local-release` writes its asset with this same command.
 cmd_manifests() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
 	need_digest_ref "$ref"
+	local out f rendered
+	out="$dir/wordcount-$(cargo_version)-manifests.yaml"
+	rendered="$(mktemp -d -p "$SCRATCH")"
 	rm -f "$dir/SHA256SUMS"
-	scripts/deploy/release-manifests.sh "$ref" "$dir/wordcount-$(cargo_version)-manifests.yaml"
+	python3 scripts/deploy/render.py raw-yaml "$rendered" wordcount "$ref"
+	{
+		printf '# wordcount manifests for %s\n' "$ref"
+		printf '# Rendered from raw-yaml/ by scripts/workflows/release.sh manifests.\n'
+		printf '# Deploy: kubectl create -f THIS_FILE (after cosign verify-blob, README).\n'
+		for f in "$rendered"/*.yaml; do cat "$f"; done
+	} >"$out"
+	log "$ref ($(grep -c '^kind:' "$out") objects) -> $out"
 	(cd "$dir" && sha256sum -- * >SHA256SUMS && cat SHA256SUMS >&2)
 }
 
@@ -340,5 +355,5 @@ verify-signed) cmd_verify_signed "$@" ;;
 publish) cmd_publish "$@" ;;
 verify) cmd_verify "$@" ;;
 follow-up) cmd_follow_up "$@" ;;
-*) sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+*) usage ;;
 esac
