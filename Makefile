@@ -152,7 +152,7 @@ workflows-check: | debian-x86_64 ## [Debian/x86_64] .github/: SHA pins, house ru
 ## --- observability (docs/observability.md, deploy/observability/) -------------
 
 .PHONY: observability-tools observability-check observability-static
-observability-tools: | debian-x86_64 ## [Debian/x86_64] Unpack promtool/amtool/alertmanager from Debian's packages (no daemons), python3-yaml
+observability-tools: | debian-x86_64 ## [Debian/x86_64] Unpack promtool/amtool/alertmanager from Debian's packages (no daemons); pins in scripts/tools.env
 	scripts/install.sh observability
 
 observability-check: observability-tools ## Rules + promtool tests + mutants, Alertmanager routes/inhibits, dashboard, scrape relabelling, live /metrics
