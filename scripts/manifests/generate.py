@@ -163,6 +163,11 @@ def meta(name: str, cfg: dict, word: str | None = None, **extra) -> dict:
     return m
 
 
+def per_word(api_version: str, kind: str, cfg: dict, word: str, spec: dict) -> dict:
+    """An object of one instance: named and labelled after its word."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta(f"{NAME}-{word}", cfg, word), "spec": spec}
+
+
 def pss_version(cfg: dict) -> str:
     major, minor, _ = cfg["kubernetes_version"].split(".")
     return f"v{major}.{minor}"
@@ -405,53 +410,35 @@ def deployment(cfg: dict, inst: dict) -> dict:
 
 
 def service(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(word),
-            # Only the public port: the admin port is scraped per pod.
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return per_word("v1", "Service", cfg, inst["word"], {
+        "type": "ClusterIP",
+        "selector": selector(inst["word"]),
+        # Only the public port: the admin port is scraped per pod.
+        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+    })
 
 
 def pdb(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": selector(word)},
-            # A crash-looping pod must not block node drains.
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
+    return per_word("policy/v1", "PodDisruptionBudget", cfg, inst["word"], {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": selector(inst["word"])},
+        # A crash-looping pod must not block node drains.
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    })
 
 
 def hpa(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-{word}"},
-            # minReplicas is enforced even without metrics (a fresh cluster
-            # without metrics-server still gets the minimum).
-            "minReplicas": inst["replicas"],
-            "maxReplicas": max(cfg["max_replicas"], inst["replicas"]),
-            "metrics": [{
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-            }],
-        },
-    }
+    return per_word("autoscaling/v2", "HorizontalPodAutoscaler", cfg, inst["word"], {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-{inst['word']}"},
+        # minReplicas is enforced even without metrics (a fresh cluster
+        # without metrics-server still gets the minimum).
+        "minReplicas": inst["replicas"],
+        "maxReplicas": max(cfg["max_replicas"], inst["replicas"]),
+        "metrics": [{
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+        }],
+    })
 
 
 def ingresses(cfg: dict) -> list[dict]:
