@@ -51,10 +51,14 @@ COPY --from=xx /usr/bin/ /usr/bin/
 # versions, so a security update means bumping it.
 # cargo-chef gives a dependency layer that any registry cache can keep (BuildKit
 # cache mounts are not exported to CI caches); cargo-auditable embeds the
-# dependency list. Same cargo-auditable pin as scripts/*/install.sh.
+# dependency list. The pins are scripts/tools.env's (build-image.sh and the
+# release workflow pass them; `make workflows-check` fails if these defaults
+# differ from that file).
+ARG CARGO_CHEF=0.1.78
+ARG CARGO_AUDITABLE=0.7.7
 RUN apk add --no-cache musl-dev=1.2.5-r12 clang=~20 lld=~20 \
-    && cargo install --locked --version 0.1.78 cargo-chef \
-    && cargo install --locked --version 0.7.7 cargo-auditable \
+    && cargo install --locked --version "$CARGO_CHEF" cargo-chef \
+    && cargo install --locked --version "$CARGO_AUDITABLE" cargo-auditable \
     && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
 WORKDIR /src
 

@@ -44,7 +44,7 @@ bench: | debian-x86_64 ## [Debian/x86_64] Request path: cached /api/v1/counts vs
 
 .PHONY: fuzz-tools fuzz fuzz-smoke
 fuzz-tools: | debian-x86_64 ## [Debian/x86_64] Install the pinned cargo-fuzz (skips it if present; needs the nightly toolchain)
-	scripts/fuzz/install.sh
+	scripts/install.sh fuzz
 
 fuzz: fuzz-tools ## Long local fuzz run with ASan, FUZZ_SECONDS per target (default 300); FUZZ_TARGETS="config ..." to pick
 	scripts/fuzz/run.sh long $(FUZZ_TARGETS)
@@ -80,7 +80,7 @@ SUPPLY_CHAIN := scripts/supply-chain
 supply-chain: deny audit semgrep sbom-check audit-bin ## All supply-chain gates: cargo-deny, cargo-audit (lock + binary), Semgrep, SBOM freshness
 
 supply-chain-tools: ## Install the pinned supply-chain tools (skips what is already there)
-	$(SUPPLY_CHAIN)/install.sh
+	scripts/install.sh supply-chain
 
 deny: supply-chain-tools ## cargo-deny: advisories, licences, banned crates, duplicates, sources (deny.toml)
 	$(SUPPLY_CHAIN)/deny.sh
@@ -108,7 +108,7 @@ supply-chain-selftest: supply-chain-tools ## Prove each gate refuses a banned cr
 IMAGE_SCRIPTS := scripts/image
 .PHONY: image-tools static image image-test repro-check
 image-tools: | debian-x86_64 ## [Debian/x86_64] Install podman/buildah/runc/skopeo, cargo-auditable, hadolint, syft (pinned; skips what is there)
-	$(IMAGE_SCRIPTS)/install.sh
+	scripts/install.sh image
 
 static: image-tools ## Static release binary (gnu + crt-static, cargo auditable, reproducible) -> target/x86_64-unknown-linux-gnu/release/wordcount
 	$(IMAGE_SCRIPTS)/build-static.sh
@@ -133,7 +133,7 @@ local-release: image ## Push localhost/wordcount:dev to a loopback registry by d
 #   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'
 #   make deploy DEPLOY_ARGS='--from-local-release --target podman'
 deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> pin raw-yaml to the digest -> apply; see DEPLOY_ARGS
-	scripts/deploy/install.sh --deploy
+	scripts/install.sh deploy
 	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
 
 signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
@@ -152,8 +152,8 @@ workflows-check: | debian-x86_64 ## [Debian/x86_64] .github/: SHA pins, house ru
 ## --- observability (docs/observability.md, deploy/observability/) -------------
 
 .PHONY: observability-tools observability-check observability-static
-observability-tools: | debian-x86_64 ## [Debian/x86_64] Unpack promtool/amtool/alertmanager from Debian's packages (no daemons), python3-yaml
-	scripts/observability/install.sh
+observability-tools: | debian-x86_64 ## [Debian/x86_64] Unpack promtool/amtool/alertmanager from Debian's packages (no daemons); pins in scripts/tools.env
+	scripts/install.sh observability
 
 observability-check: observability-tools ## Rules + promtool tests + mutants, Alertmanager routes/inhibits, dashboard, scrape relabelling, live /metrics
 	scripts/observability/check.sh
@@ -171,10 +171,10 @@ browser-test: | debian-x86_64 ## [Debian/x86_64] The HTML page in headless chrom
 
 .PHONY: manifests manifests-check manifests-test dev dev-emulator-data mock-prod
 manifests: ## Regenerate raw-yaml/ and compose.yaml from deploy/instances.toml
-	python3 scripts/manifests/generate.py
+	"$$(scripts/lib/python.sh)/python" scripts/manifests/generate.py
 
 manifests-check: ## Fail if raw-yaml/ or compose.yaml differ from what deploy/instances.toml generates
-	python3 scripts/manifests/generate.py --check
+	"$$(scripts/lib/python.sh)/python" scripts/manifests/generate.py --check
 
 manifests-test: manifests-check | debian-x86_64 ## [Debian/x86_64] raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
 	scripts/manifests/test.sh

@@ -8,9 +8,11 @@
 # hash is caught. Screenshots: target/browser/*.png (paths printed).
 # BROWSER_TEST_BIN=path tests another build (default: cargo build --locked).
 set -euo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
-bash scripts/browser/install.sh
+scripts/install.sh browser
 bin="${BROWSER_TEST_BIN:-}"
 if [[ -z "$bin" ]]; then
 	cargo build --locked --quiet
@@ -26,7 +28,7 @@ cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 }
-trap cleanup EXIT
+at_exit cleanup
 
 urls=()
 # serve WORD: one instance on free loopback ports; its URL is appended to urls.

@@ -8,7 +8,7 @@
 # REF is REPO:TAG or REPO@sha256:<hex>. A tag is resolved to its digest ONCE,
 # here; from then on only the digest is used (verified, written into the
 # manifests, applied), so moving the tag mid-deploy changes nothing.
-# FILE is a release's manifests asset (scripts/deploy/release-manifests.sh):
+# FILE is a release's manifests asset (scripts/workflows/release.sh manifests):
 # its one image digest is verified and the file is applied byte for byte,
 # never re-rendered, so what runs is exactly what the release published.
 #
@@ -37,12 +37,11 @@
 #   --allow-http-registry   plain HTTP to a loopback registry (rehearsal only)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2; exit 2; }
-say() { printf 'deploy: %s\n' "$*" >&2; }
-fail() { printf 'deploy: NOT DEPLOYED: %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="NOT DEPLOYED: "
 
 image="" target=kubectl manifests=raw-yaml out=.tmp/deploy/rendered image_name=wordcount
 release_file="" verify_args=() allow_http=0
@@ -60,7 +59,7 @@ while (($#)); do
 	--allow-http-registry) allow_http=1; verify_args+=("$1"); shift ;;
 	--from-local-release)
 		env_file=.tmp/local-release/release.env
-		[[ -r "$env_file" ]] || fail "$env_file is missing: run make local-release first"
+		[[ -r "$env_file" ]] || die "$env_file is missing: run make local-release first"
 		# shellcheck source=/dev/null
 		source "$env_file"
 		release_file="$LOCAL_RELEASE_MANIFESTS"
@@ -73,28 +72,27 @@ while (($#)); do
 	*) echo "deploy: unknown argument $1" >&2; usage ;;
 	esac
 done
-case "$target" in kubectl | podman | render) ;; *) fail "unknown target $target" ;; esac
+case "$target" in kubectl | podman | render) ;; *) die "unknown target $target" ;; esac
 if [[ -n "$release_file" ]]; then
-	[[ -z "$image" ]] || fail "--image and --release-manifests exclude each other: the asset names its image"
-	[[ -r "$release_file" ]] || fail "cannot read $release_file"
+	[[ -z "$image" ]] || die "--image and --release-manifests exclude each other: the asset names its image"
+	[[ -r "$release_file" ]] || die "cannot read $release_file"
 	# One image, by digest, in every image: line of the asset.
 	mapfile -t refs < <(sed -n 's/^[[:space:]-]*image:[[:space:]]*["'"'"']\{0,1\}\([^"'"'"'[:space:]#]*\).*/\1/p' "$release_file" | sort -u)
-	((${#refs[@]} == 1)) || fail "$release_file names ${#refs[@]} different images (${refs[*]}); a release asset names exactly one digest"
-	[[ "${refs[0]}" == *@sha256:* ]] || fail "$release_file names ${refs[0]}, not a digest"
+	((${#refs[@]} == 1)) || die "$release_file names ${#refs[@]} different images (${refs[*]}); a release asset names exactly one digest"
+	[[ "${refs[0]}" == *@sha256:* ]] || die "$release_file names ${refs[0]}, not a digest"
 	image="${refs[0]}"
 	# render.py's rules catch what the line above cannot (another image, an
 	# image key in a form it cannot rewrite): rendering the asset to its own
 	# digest must change nothing.
-	check_dir="$(mktemp -d)"
-	trap 'rm -rf "$check_dir"' EXIT
+	check_dir="$(mktemp -d -p "$SCRATCH")"
 	mkdir "$check_dir/in" && cp "$release_file" "$check_dir/in/"
 	if ! python3 scripts/deploy/render.py "$check_dir/in" "$check_dir/out" "$image_name" "$image" ||
 		! cmp -s "$release_file" "$check_dir/out/$(basename "$release_file")"; then
-		fail "$release_file holds image references other than $image"
+		die "$release_file holds image references other than $image"
 	fi
 else
 	[[ -n "$image" ]] || usage
-	[[ -d "$manifests" ]] || fail "manifest folder $manifests does not exist"
+	[[ -d "$manifests" ]] || die "manifest folder $manifests does not exist"
 fi
 
 # --- 1. resolve ------------------------------------------------------------------
@@ -102,53 +100,53 @@ skopeo_tls=()
 if ((allow_http)); then
 	registry="${image%%/*}"
 	[[ "$registry" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?$ ]] ||
-		fail "--allow-http-registry is for loopback registries only, not $registry"
+		die "--allow-http-registry is for loopback registries only, not $registry"
 	skopeo_tls=(--tls-verify=false)
 fi
 if [[ "$image" == *@* ]]; then
 	ref="$image"
-	say "image given by digest: $ref"
+	log "image given by digest: $ref"
 else
 	# The digest of exactly the manifest the tag points to (for a multi-arch
 	# image, the index): the sha256 of its raw bytes, which is what the
 	# registry serves, what cosign signs and what the cluster pulls.
 	digest="sha256:$(skopeo inspect "${skopeo_tls[@]}" --raw "docker://$image" | sha256sum | cut -d' ' -f1)" ||
-		fail "cannot resolve $image in its registry"
+		die "cannot resolve $image in its registry"
 	repo="$image"
 	if [[ "${image##*/}" == *:* ]]; then repo="${image%:*}"; fi
 	ref="$repo@$digest"
-	say "resolved $image -> $ref (this digest, not the tag, is verified and deployed)"
+	log "resolved $image -> $ref (this digest, not the tag, is verified and deployed)"
 fi
 
 # --- 2. verify -------------------------------------------------------------------
 if ! cosign/verify "${verify_args[@]}" "$ref"; then
-	fail "$ref failed verification (reason above); nothing was applied"
+	die "$ref failed verification (reason above); nothing was applied"
 fi
 
 # --- 3. render (a release asset is applied as published) -------------------------
 if [[ -n "$release_file" ]]; then
 	rm -rf "$out" && mkdir -p "$out"
 	cp "$release_file" "$out/"
-	say "applying $(basename "$release_file") as published, image $ref"
+	log "applying $(basename "$release_file") as published, image $ref"
 elif ! python3 scripts/deploy/render.py "$manifests" "$out" "$image_name" "$ref"; then
-	fail "the manifests in $manifests could not all be pointed at the verified image; nothing was applied"
+	die "the manifests in $manifests could not all be pointed at the verified image; nothing was applied"
 fi
 
 # --- 4. apply --------------------------------------------------------------------
 case "$target" in
 render)
-	say "rendered into $out (not applied: --target render)"
+	log "rendered into $out (not applied: --target render)"
 	printf '%s\n' "$out"
 	;;
 kubectl)
-	say "kubectl apply -f $out"
+	log "kubectl apply -f $out"
 	kubectl apply -f "$out"
-	say "deployed $ref"
+	log "deployed $ref"
 	;;
 podman)
 	play=scripts/manifests/podman-play.sh
-	[[ -x "$play" ]] || fail "$play is missing (owned by the manifests work); rendered manifests are in $out"
+	[[ -x "$play" ]] || die "$play is missing (owned by the manifests work); rendered manifests are in $out"
 	"$play" "$out" "$ref"
-	say "deployed $ref with podman kube play"
+	log "deployed $ref with podman kube play"
 	;;
 esac

@@ -19,7 +19,7 @@
 # What is the same: the image is addressed by digest from the push on, the
 # signature is cosign's simplesigning format in the sha256-<hex>.sig tag, the
 # deployable manifests are rendered by the script the release uses
-# (scripts/deploy/release-manifests.sh) and listed in SHA256SUMS, and the
+# (scripts/workflows/release.sh manifests) and listed in SHA256SUMS, and the
 # deploy step verifies the image with the same cosign/verify entry point and
 # applies that file unchanged.
 #
@@ -29,17 +29,16 @@
 #   LOCAL_RELEASE_MANIFESTS=.tmp/local-release/dist/wordcount-X.Y.Z-manifests.yaml
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cd "$ROOT"
 # The image scripts' engine choice: where `make image` left the image.
-# shellcheck source=scripts/image/engine.sh
-source scripts/image/engine.sh
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
+cd "$ROOT"
 source_image="${1:-$IMAGE}"
 state=.tmp/local-release
-say() { printf 'local-release: %s\n' "$*" >&2; }
 
-scripts/deploy/install.sh
-imgsign="$(scripts/deploy/install.sh --print-imgsign)"
+scripts/install.sh signing
+imgsign="$(scripts/install.sh --print imgsign)"
 scripts/deploy/registry.sh start
 addr="$(scripts/deploy/registry.sh addr)"
 
@@ -56,7 +55,7 @@ repo="$addr/wordcount"
 skopeo copy --quiet --dest-tls-verify=false --digestfile "$state/digest" \
 	"$src" "docker://$repo:dev"
 ref="$repo@$(cat "$state/digest")"
-say "pushed $source_image as $ref"
+log "pushed $source_image as $ref"
 
 # A fresh key pair per run: no key outlives the rehearsal, none is committed.
 rm -f "$state/cosign.key" "$state/cosign.pub"
@@ -66,18 +65,16 @@ export COSIGN_PASSWORD
 "$imgsign" generate-key-pair --output-key-prefix "$state/cosign"
 "$imgsign" sign --key "$state/cosign.key" --allow-http-registry "$ref"
 
-# The release asset, as release.sh assets writes it.
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+# The release asset and SHA256SUMS, written as the release workflow writes them.
 rm -rf "$state/dist" && mkdir -p "$state/dist"
-manifests="$state/dist/wordcount-$version-manifests.yaml"
-scripts/deploy/release-manifests.sh "$ref" "$manifests"
-(cd "$state/dist" && sha256sum -- * >SHA256SUMS)
+scripts/workflows/release.sh manifests "$ref" "$state/dist"
+manifests="$(echo "$state"/dist/wordcount-*-manifests.yaml)"
 
 cat >"$state/release.env" <<EOF
 LOCAL_RELEASE_IMAGE=$ref
 LOCAL_RELEASE_PUBLIC_KEY=$state/cosign.pub
 LOCAL_RELEASE_MANIFESTS=$manifests
 EOF
-say "signed $ref with a per-run key; deploy it with:"
-say "  scripts/deploy/deploy.sh --from-local-release --target podman"
-say "stop the registry afterwards: scripts/deploy/registry.sh stop"
+log "signed $ref with a per-run key; deploy it with:"
+log "  scripts/deploy/deploy.sh --from-local-release --target podman"
+log "stop the registry afterwards: scripts/deploy/registry.sh stop"

@@ -15,14 +15,14 @@
 # registry `make local-release` left for `make mock-prod`.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 PORT="${REGISTRY_PORT:-5000}"
 STATE_DIR="${REGISTRY_STATE_DIR:-$ROOT/.tmp/registry-$PORT}"
 ADDR="127.0.0.1:$PORT"
 PIDFILE="$STATE_DIR/registry.pid"
 LOG="$STATE_DIR/registry.log"
 
-log() { printf 'registry: %s\n' "$*" >&2; }
 
 answers() { curl -fsS -o /dev/null --max-time 2 "http://$ADDR/v2/"; }
 
@@ -44,7 +44,7 @@ start() {
 		log "something else already answers on $ADDR; stop it or set REGISTRY_PORT"
 		return 1
 	fi
-	command -v docker-registry >/dev/null || { log "docker-registry missing: run scripts/deploy/install.sh"; return 1; }
+	command -v docker-registry >/dev/null || { log "docker-registry missing: run scripts/install.sh signing"; return 1; }
 	mkdir -p "$STATE_DIR/data"
 	cat >"$STATE_DIR/config.yml" <<-YAML
 		version: 0.1

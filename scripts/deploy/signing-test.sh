@@ -17,18 +17,18 @@
 # cosign/identity.env.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
 cd "$ROOT"
-# shellcheck source=scripts/image/engine.sh
-source scripts/image/engine.sh
 # The real image from `make image`, read from the engine's own store.
 SOURCE_IMAGE="${SIGNING_TEST_IMAGE:-$IMAGE}"
 if [[ "$ENGINE" == docker ]]; then SOURCE_REF="docker-daemon:$SOURCE_IMAGE"; else SOURCE_REF="containers-storage:$SOURCE_IMAGE"; fi
 
-scripts/deploy/install.sh
-imgsign="$(scripts/deploy/install.sh --print-imgsign)"
+scripts/install.sh signing
+imgsign="$(scripts/install.sh --print imgsign)"
 
-work="$(mktemp -d)"
+work="$(mktemp -d -p "$SCRATCH")"
 export REGISTRY_PORT="${SIGNING_TEST_REGISTRY_PORT:-5055}"
 export REGISTRY_STATE_DIR="$work/registry"
 VARIANT_REPO=localhost/wordcount-signing-test
@@ -36,13 +36,10 @@ VARIANTS=(unsigned moved other-key copied)
 cleanup() {
 	scripts/deploy/registry.sh stop || true
 	for v in "${VARIANTS[@]}"; do buildah rmi -f "$VARIANT_REPO:$v" >/dev/null 2>&1 || true; done
-	rm -rf "$work"
 }
-trap cleanup EXIT
+at_exit cleanup
 
-passed=0
-ok() { printf '  PASS  %s\n' "$*"; passed=$((passed + 1)); }
-bad() { printf '  FAIL  %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="FAIL: "
 section() { printf '\n--- %s\n' "$*"; }
 
 # expect_refused DESCRIPTION NEEDLE CMD...: CMD must exit 1 (refused, not a
@@ -52,14 +49,14 @@ expect_refused() {
 	shift 2
 	"$@" >"$work/out" 2>"$work/err" || rc=$?
 	sed 's/^/        | /' "$work/err"
-	((rc == 1)) || bad "$what: expected exit 1 (refused), got $rc"
-	grep -qF -- "$needle" "$work/err" || bad "$what: message lacks \"$needle\""
+	((rc == 1)) || die "$what: expected exit 1 (refused), got $rc"
+	grep -qF -- "$needle" "$work/err" || die "$what: message lacks \"$needle\""
 	ok "$what"
 }
 expect_ok() {
 	local what="$1"
 	shift
-	"$@" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; bad "$what"; }
+	"$@" >"$work/out" 2>"$work/err" || { cat "$work/err" >&2; die "$what"; }
 	ok "$what"
 }
 
@@ -75,7 +72,7 @@ chmod +x "$work/bin/kubectl"
 applies() { wc -l <"$work/kubectl.log"; }
 
 section "setup"
-skopeo inspect --raw "$SOURCE_REF" >/dev/null 2>&1 || bad "$SOURCE_IMAGE is missing: run make image first"
+skopeo inspect --raw "$SOURCE_REF" >/dev/null 2>&1 || die "$SOURCE_IMAGE is missing: run make image first"
 scripts/deploy/registry.sh start
 repo="$(scripts/deploy/registry.sh addr)/wordcount"
 
@@ -106,7 +103,7 @@ COSIGN_PASSWORD="$(head -c 24 /dev/urandom | base64)"
 "$imgsign" generate-key-pair --output-key-prefix "$work/release" 2>/dev/null
 "$imgsign" generate-key-pair --output-key-prefix "$work/other" 2>/dev/null
 grep -q '^-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----$' "$work/release.key" ||
-	bad "private key is not an encrypted SIGSTORE PEM"
+	die "private key is not an encrypted SIGSTORE PEM"
 ok "per-run key pairs generated (encrypted SIGSTORE PRIVATE KEY PEM)"
 
 signed="$(push "$SOURCE_REF" v1)"
@@ -120,12 +117,12 @@ section "the signed image verifies and deploys"
 expect_ok "imgsign verify accepts the signed digest" \
 	"$imgsign" verify --key "$work/release.pub" --allow-http-registry "$repo@$signed"
 grep -q "\"docker-manifest-digest\":\"$signed\"" "$work/out" ||
-	bad "verify output does not name the signed digest"
+	die "verify output does not name the signed digest"
 expect_ok "cosign/verify (rehearsal mode) accepts it" "${verify[@]}" "$repo@$signed"
 sig_manifest="$(skopeo inspect --tls-verify=false --raw "docker://$repo:$(sig_tag "$signed")")"
 jq -e '.layers[0].mediaType == "application/vnd.dev.cosign.simplesigning.v1+json"
 	and (.layers[0].annotations["dev.cosignproject.cosign/signature"] | length > 0)' \
-	<<<"$sig_manifest" >/dev/null || bad "signature manifest is not in cosign's format"
+	<<<"$sig_manifest" >/dev/null || die "signature manifest is not in cosign's format"
 ok "signature stored as cosign does: simplesigning layer in tag $(sig_tag "$signed")"
 # An independent check of the bytes, outside sigstore-rs: the payload names
 # the digest and the annotation is an ECDSA P-256/SHA-256 signature over
@@ -134,27 +131,27 @@ registry_url="http://$(scripts/deploy/registry.sh addr)"
 curl -fsS "$registry_url/v2/wordcount/blobs/$(jq -r '.layers[0].digest' <<<"$sig_manifest")" -o "$work/payload"
 jq -e --arg d "$signed" '.critical.image["docker-manifest-digest"] == $d
 	and .critical.type == "cosign container image signature"' "$work/payload" >/dev/null ||
-	bad "simplesigning payload does not name $signed"
+	die "simplesigning payload does not name $signed"
 jq -r '.layers[0].annotations["dev.cosignproject.cosign/signature"]' <<<"$sig_manifest" | base64 -d >"$work/sig.der"
 openssl dgst -sha256 -verify "$work/release.pub" -signature "$work/sig.der" "$work/payload" >/dev/null ||
-	bad "openssl does not verify the signature over the payload"
+	die "openssl does not verify the signature over the payload"
 ok "openssl alone verifies the signature over the simplesigning payload"
 
-[[ -d raw-yaml ]] || bad "raw-yaml/ is missing: nothing to deploy"
+[[ -d raw-yaml ]] || die "raw-yaml/ is missing: nothing to deploy"
 before="$(applies)"
 PATH="$work/bin:$PATH" expect_ok "deploy.sh by tag: resolve, verify, render, apply" \
 	"${deploy[@]}" --image "$repo:v1" --target kubectl
-(($(applies) == before + 1)) || bad "kubectl apply was not called exactly once"
-grep -qx "apply -f $work/rendered" "$work/kubectl.log" || bad "kubectl was not asked to apply the rendered folder"
+(($(applies) == before + 1)) || die "kubectl apply was not called exactly once"
+grep -qx "apply -f $work/rendered" "$work/kubectl.log" || die "kubectl was not asked to apply the rendered folder"
 shopt -s nullglob
 manifests=(raw-yaml/*.yaml raw-yaml/*.yml raw-yaml/*.json)
 shopt -u nullglob
 want=$(cat "${manifests[@]}" | grep -cE '^\s*(-\s+)?image:' || true)
 got=$(grep -hE '^\s*(-\s+)?image:' "$work/rendered"/* | grep -cF "image: $repo@$signed" || true)
-((want > 0 && got == want)) || bad "$got of $want image references point at $repo@$signed"
+((want > 0 && got == want)) || die "$got of $want image references point at $repo@$signed"
 ok "all $want image references in raw-yaml rendered to the verified digest"
 if diff -r raw-yaml "$work/rendered" | grep -E '^[<>]' | grep -vE '^[<>]\s*(-\s+)?image:' | grep -q .; then
-	bad "rendering changed more than image references"
+	die "rendering changed more than image references"
 fi
 ok "rendering changed nothing but image references"
 
@@ -165,12 +162,12 @@ rm -rf "$work/rendered"
 unsigned="$(push "$(variant unsigned)" unsigned)"
 PATH="$work/bin:$PATH" expect_refused "1. unsigned image" "REFUSED (unsigned)" \
 	"${deploy[@]}" --image "$repo:unsigned" --target kubectl
-[[ "$unsigned" != "$signed" ]] || bad "test setup: variant has the signed digest"
+[[ "$unsigned" != "$signed" ]] || die "test setup: variant has the signed digest"
 
 moved="$(push "$(variant moved)" v1)"
 PATH="$work/bin:$PATH" expect_refused "2. tag v1 moved to new content after signing" "REFUSED (unsigned)" \
 	"${deploy[@]}" --image "$repo:v1" --target kubectl
-grep -qF "resolved $repo:v1 -> $repo@$moved" "$work/err" || bad "deploy did not show which digest the moved tag resolved to"
+grep -qF "resolved $repo:v1 -> $repo@$moved" "$work/err" || die "deploy did not show which digest the moved tag resolved to"
 expect_ok "   ...while the originally signed digest still verifies" "${verify[@]}" "$repo@$signed"
 
 other="$(push "$(variant other-key)" other-key)"
@@ -185,7 +182,7 @@ skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false \
 	"docker://$repo:$(sig_tag "$signed")" "docker://$repo:$(sig_tag "$copied")"
 PATH="$work/bin:$PATH" expect_refused "4. signature copied from another digest" "REFUSED (signature for another image)" \
 	"${deploy[@]}" --image "$repo@$copied" --target kubectl
-grep -qF "$signed" "$work/err" || bad "the copied-signature message does not name the digest it was made for"
+grep -qF "$signed" "$work/err" || die "the copied-signature message does not name the digest it was made for"
 
 expect_refused "5. tag instead of digest (cosign/verify)" "is a tag, not a digest" \
 	"${verify[@]}" "$repo:v1"
@@ -218,19 +215,19 @@ printf '%s\n' '{"kind": "Pod", "spec": {"containers": [{"image": "ghcr.io/wordco
 	>"$work/manifests-flow/pod.json"
 PATH="$work/bin:$PATH" expect_refused "6. an image reference in a form the render cannot rewrite" "cannot rewrite" \
 	"${deploy[@]}" --image "$repo@$signed" --manifests "$work/manifests-flow" --target kubectl
-[[ ! -e "$work/rendered" ]] || bad "a refused deploy left rendered manifests behind"
-(($(applies) == before)) || bad "kubectl apply was called for a refused image"
+[[ ! -e "$work/rendered" ]] || die "a refused deploy left rendered manifests behind"
+(($(applies) == before)) || die "kubectl apply was called for a refused image"
 ok "kubectl apply was never called for any refused case"
 
 section "committed key, keyless path, policies"
 expect_refused "committed cosign/cosign.pub loads (and did not sign this per-run image)" "REFUSED (wrong signer)" \
 	"$imgsign" verify --key cosign/cosign.pub --allow-http-registry "$repo@$signed"
-grep -q '^-----BEGIN PUBLIC KEY-----$' cosign/cosign.pub || bad "cosign/cosign.pub is not a PEM public key"
+grep -q '^-----BEGIN PUBLIC KEY-----$' cosign/cosign.pub || die "cosign/cosign.pub is not a PEM public key"
 if ! command -v cosign >/dev/null; then
 	rc=0
 	cosign/verify "$repo@$signed" 2>"$work/err" || rc=$?
 	if ((rc != 2)) || ! grep -q "cosign binary is not installed" "$work/err"; then
-		bad "keyless mode without cosign must exit 2 and say why"
+		die "keyless mode without cosign must exit 2 and say why"
 	fi
 	ok "keyless mode without a cosign binary stops with an explanation (exit 2)"
 fi
@@ -240,11 +237,11 @@ ok "cosign/policy/* match cosign/identity.env"
 # OpenSSL back (its default features do).
 tree="$(cd tools/imgsign && cargo tree --locked --offline -e normal --prefix none --format '{p}')"
 if grep -E '^(openssl|openssl-sys|native-tls) ' <<<"$tree"; then
-	bad "tools/imgsign depends on OpenSSL/native-tls"
+	die "tools/imgsign depends on OpenSSL/native-tls"
 fi
 ok "tools/imgsign's dependency tree has no openssl or native-tls ($(sort -u <<<"$tree" | wc -l) crates)"
 # Outside the service's workspace, so `make lint` does not see it.
-(cd tools/imgsign && cargo fmt --check) || bad "tools/imgsign is not rustfmt-clean (cd tools/imgsign && cargo fmt)"
+(cd tools/imgsign && cargo fmt --check) || die "tools/imgsign is not rustfmt-clean (cd tools/imgsign && cargo fmt)"
 ok "tools/imgsign is rustfmt-clean"
 
 printf '\nsigning-test: %d checks passed\n' "$passed"

@@ -21,7 +21,9 @@
 # third shorter and each second of fuzzing runs several times more inputs.
 # `make fuzz` keeps ASan on for the long runs (FUZZ_SANITIZER overrides).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
 mode=${1:-smoke}
 shift || true
@@ -37,7 +39,7 @@ all_targets=(http_request traceparent bigquery_response config csv_loader)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all_targets[@]}")
 
-scripts/fuzz/install.sh
+scripts/install.sh fuzz
 
 # cargo fuzz has no --locked: check fuzz/Cargo.lock is current (and fetch)
 # with cargo itself first, so the build cannot silently re-resolve.
@@ -50,8 +52,7 @@ build_flags=(--sanitizer "$sanitizer" --codegen-units 16)
 (cd fuzz && WORDCOUNT_COMMIT=fuzz nice -n 5 cargo +nightly fuzz build "${build_flags[@]}")
 bin=fuzz/target/x86_64-unknown-linux-gnu/release
 
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
+scratch="$(mktemp -d -p "$SCRATCH")"
 
 failed=()
 for target in "${targets[@]}"; do

@@ -15,9 +15,10 @@
 # not, but it has no HEALTHCHECK). The binary's reproducibility is what
 # `make repro-check` proves.
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
-cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
+cd "$ROOT"
 
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
@@ -29,6 +30,8 @@ args=(
 	--build-arg "CREATED=$created"
 	--build-arg "REVISION=$revision"
 	--build-arg "VERSION=$version"
+	--build-arg "CARGO_CHEF=$CARGO_CHEF"
+	--build-arg "CARGO_AUDITABLE=$CARGO_AUDITABLE"
 	--tag "$IMAGE"
 )
 mkdir -p target/image

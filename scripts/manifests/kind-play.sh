@@ -17,35 +17,30 @@
 # 5. the cluster is deleted on exit.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 # kind v0.29.0's node image for Kubernetes 1.33.1 (= kubernetes_version's minor
 # in deploy/instances.toml), multi-arch digest.
 NODE_IMAGE="${KIND_NODE_IMAGE:-kindest/node:v1.33.1@sha256:050072256b9a903bd914c0b2866828150cb229cea0efe5892e2b644d5dd3b34f}"
-say() { printf 'kind-play: %s\n' "$*" >&2; }
-fail() { printf 'kind-play: FAIL: %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="FAIL: "
 
-(($# >= 2)) || { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-manifests=$1 image=$2
-shift 2
-words=("$@")
-((${#words[@]})) || words=(the coffee)
+play_args "$@"
 for tool in kind kubectl python3; do
-	command -v "$tool" >/dev/null || fail "$tool is not installed"
+	command -v "$tool" >/dev/null || die "$tool is not installed"
 done
 engine="${KIND_EXPERIMENTAL_PROVIDER:-docker}"
 
 cluster="wordcount-mockprod-$$"
 ctx="kind-$cluster"
 node="$cluster-control-plane"
-work="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-kind.XXXXXX")"
+work="$(mktemp -d -p "$SCRATCH")"
 forwards=()
 teardown() {
 	local pid
 	for pid in "${forwards[@]}"; do kill "$pid" 2>/dev/null || true; done
-	kind delete cluster --name "$cluster" >/dev/null 2>&1 || say "warning: kind delete cluster $cluster failed"
-	rm -rf "$work"
+	kind delete cluster --name "$cluster" >/dev/null 2>&1 || log "warning: kind delete cluster $cluster failed"
 }
-trap teardown EXIT
+at_exit teardown
 trap 'exit 130' INT TERM
 
 python3 "$ROOT/scripts/manifests/mockprod-render.py" --dir "$manifests" "$image" "$work/manifests"
@@ -56,7 +51,7 @@ kubectl --context "$ctx" create -f "$work/manifests"
 k() { kubectl --context "$ctx" -n wordcount "$@"; }
 port=18080
 for w in "${words[@]}"; do
-	k rollout status "deploy/wordcount-$w" --timeout=180s || fail "$w: rollout did not complete"
+	k rollout status "deploy/wordcount-$w" --timeout=180s || die "$w: rollout did not complete"
 	pod="$(k get pod -l "app.kubernetes.io/instance=$w" -o jsonpath='{.items[0].metadata.name}')"
 
 	k port-forward "pod/$pod" "$port:8080" >"$work/forward-$w.log" 2>&1 &
@@ -70,8 +65,8 @@ with urllib.request.urlopen(sys.argv[1], timeout=2) as r:
 print(d["word"], d["source"])' "http://127.0.0.1:$port/api/v1/counts" 2>/dev/null)" && break
 		sleep 0.2
 	done
-	[[ "$got" == "$w sample" ]] || fail "$w: /api/v1/counts answered '$got', want '$w sample'"
-	say "ok: $pod answers word=$w source=sample"
+	[[ "$got" == "$w sample" ]] || die "$w: /api/v1/counts answered '$got', want '$w sample'"
+	log "ok: $pod answers word=$w source=sample"
 
 	cid="$(k get pod "$pod" -o jsonpath='{.status.containerStatuses[0].containerID}')"
 	cid="${cid#*://}"
@@ -79,12 +74,12 @@ print(d["word"], d["source"])' "http://127.0.0.1:$port/api/v1/counts" 2>/dev/nul
 	# shellcheck disable=SC2016  # awk programs, expanded by awk on the node
 	for field in Uid Gid; do
 		ids="$("$engine" exec "$node" awk -v f="$field:" '$1 == f {print $2, $3, $4, $5}' "/proc/$pid/status")"
-		[[ "$ids" == "65532 65532 65532 65532" ]] || fail "$pod: $field is '$ids', want 65532"
+		[[ "$ids" == "65532 65532 65532 65532" ]] || die "$pod: $field is '$ids', want 65532"
 	done
 	# shellcheck disable=SC2016
 	opts="$("$engine" exec "$node" awk '$2 == "/" {o = $4} END {print o}' "/proc/$pid/mounts")"
-	[[ ",$opts," == *,ro,* ]] || fail "$pod: root mounted '$opts', want ro"
-	say "ok: $pod runs as 65532:65532 with a read-only root"
+	[[ ",$opts," == *,ro,* ]] || die "$pod: root mounted '$opts', want ro"
+	log "ok: $pod runs as 65532:65532 with a read-only root"
 	port=$((port + 1))
 done
-say "all checks passed for ${words[*]}; deleting the cluster"
+log "all checks passed for ${words[*]}; deleting the cluster"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make mock-prod, after `make local-release` (the Makefile runs it first):
 # the release's manifests asset (raw-yaml/ rendered to the signed digest by
-# scripts/deploy/release-manifests.sh, as the release workflow publishes it)
+# scripts/workflows/release.sh manifests, as the release workflow publishes it)
 # is checked against its SHA256SUMS and goes through the real deploy step -
 # verify the one image it names, apply the file unchanged - whose podman
 # target runs scripts/manifests/podman-play.sh on it (the, coffee: own word,
@@ -16,12 +16,12 @@
 #   scripts/manifests/podman-play.sh raw-yaml localhost/wordcount:dev
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
-say() { printf 'mock-prod: %s\n' "$*" >&2; }
-work="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-mockprod.XXXXXX")"
-trap 'scripts/deploy/registry.sh stop || true; rm -rf "$work"' EXIT
-scripts/manifests/install.sh --podman
+work="$(mktemp -d -p "$SCRATCH")"
+at_exit 'scripts/deploy/registry.sh stop'
+scripts/install.sh podman
 
 # shellcheck source=/dev/null
 source .tmp/local-release/release.env
@@ -29,8 +29,8 @@ source .tmp/local-release/release.env
 rendered=.tmp/deploy/rendered
 scripts/deploy/deploy.sh --from-local-release --target podman --out "$rendered"
 asset="$(basename "$LOCAL_RELEASE_MANIFESTS")"
-cmp "$LOCAL_RELEASE_MANIFESTS" "$rendered/$asset" || { say "FAIL: the deploy step changed the asset"; exit 1; }
-say "ok: the deployed manifests are the published asset, byte for byte"
+cmp "$LOCAL_RELEASE_MANIFESTS" "$rendered/$asset" || { log "FAIL: the deploy step changed the asset"; exit 1; }
+log "ok: the deployed manifests are the published asset, byte for byte"
 
 # --- negative cases: the checks must go red --------------------------------------
 refuse() { # refuse LABEL SED_EXPRESSION EXPECTED_MESSAGE
@@ -38,20 +38,20 @@ refuse() { # refuse LABEL SED_EXPRESSION EXPECTED_MESSAGE
 	cp -r "$rendered" "$dir"
 	sed -i -e "$expr" "$dir/$asset"
 	if cmp -s "$rendered/$asset" "$dir/$asset"; then
-		say "FAIL: negative case '$label' changed nothing"; exit 1
+		log "FAIL: negative case '$label' changed nothing"; exit 1
 	fi
 	if scripts/manifests/podman-play.sh "$dir" "$LOCAL_RELEASE_IMAGE" tea >"$work/$label.log" 2>&1; then
 		cat "$work/$label.log" >&2
-		say "FAIL: podman-play accepted a pod with $label"; exit 1
+		log "FAIL: podman-play accepted a pod with $label"; exit 1
 	fi
 	if ! grep -q -- "$want" "$work/$label.log"; then
 		cat "$work/$label.log" >&2
-		say "FAIL: podman-play refused '$label' but not with '$want'"; exit 1
+		log "FAIL: podman-play refused '$label' but not with '$want'"; exit 1
 	fi
-	say "ok: refused $label ($want)"
+	log "ok: refused $label ($want)"
 }
 refuse "writable root" 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' \
 	"root filesystem mounted 'rw"
 refuse "uid 0" 's/runAsUser: 65532/runAsUser: 0/; s/runAsNonRoot: true/runAsNonRoot: false/' \
 	"Uid (real, effective, saved, fs) is '0 0 0 0'"
-say "mock-production passed: the release manifests asset, verified and applied as published, serves; negative cases refused"
+log "mock-production passed: the release manifests asset, verified and applied as published, serves; negative cases refused"

@@ -25,43 +25,38 @@
 # `ip netns exec`, which remounts /sys and hides the cgroup tree from podman.)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-say() { printf 'podman-play: %s\n' "$*" >&2; }
-fail() { printf 'podman-play: FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+DIE_PREFIX="FAIL: "
 
-(($# >= 2)) || { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-manifests=$1 image=$2
-shift 2
-words=("$@")
-((${#words[@]})) || words=(the coffee)
+play_args "$@"
 readonly UID_WANT=65532 READY_TIMEOUT=${READY_TIMEOUT:-30}
 
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"
-[[ -r "$CONTAINERS_CONF" ]] || fail "$CONTAINERS_CONF is missing (podman settings for this machine)"
-"$ROOT/scripts/manifests/install.sh" --podman
+[[ -r "$CONTAINERS_CONF" ]] || die "$CONTAINERS_CONF is missing (podman settings for this machine)"
+"$ROOT/scripts/install.sh" podman
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-play.XXXXXX")"
+work="$(mktemp -d -p "$SCRATCH")"
 pulled=0
 tag="$$"
 netns_of() { printf 'wordcount-play-%s-%s' "$tag" "$1"; }
 in_ns() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
 
 teardown() {
-	local rc=$? w ns
+	local rc=$exit_status w ns
 	for w in "${words[@]}"; do
 		ns="$(netns_of "$w")"
 		if [[ -f "$work/$w.yaml" && -e "/run/netns/$ns" ]]; then
 			in_ns "$ns" podman kube down "$work/$w.yaml" >/dev/null 2> >(no_systemd_noise) ||
-				say "warning: podman kube down $w failed"
+				log "warning: podman kube down $w failed"
 		fi
 		[[ -e "/run/netns/$ns" ]] && ip netns delete "$ns"
 	done
-	rm -rf "$work"
 	# Only an image this script pulled; never one the caller built or kept.
 	if ((pulled)); then podman rmi "$image" >/dev/null 2>&1 || true; fi
-	if ((rc == 0)); then say "torn down"; else say "torn down after a failure (exit $rc)"; fi
+	if ((rc == 0)); then log "torn down"; else log "torn down after a failure (exit $rc)"; fi
 }
-trap teardown EXIT
+at_exit teardown
 trap 'exit 130' INT TERM
 
 # podman's healthcheck timers need systemd, absent here: it logs an error per
@@ -84,7 +79,7 @@ done
 if ! podman image exists "$image"; then
 	tls=()
 	[[ "$image" =~ ^(127\.0\.0\.1|localhost)(:[0-9]+)?/ ]] && tls=(--tls-verify=false)
-	say "pulling $image"
+	log "pulling $image"
 	podman pull --quiet "${tls[@]}" "$image" >/dev/null
 	pulled=1
 fi
@@ -94,62 +89,61 @@ for w in "${words[@]}"; do
 	ns="$(netns_of "$w")"
 	ip netns add "$ns"
 	in_ns "$ns" ip link set lo up
-	say "podman kube play: Deployment for WORD=$w (network namespace $ns)"
+	log "podman kube play: Deployment for WORD=$w (network namespace $ns)"
 	in_ns "$ns" podman kube play --quiet "$work/$w.yaml" >/dev/null 2> >(no_systemd_noise)
 done
 
 # --- 4. checks -------------------------------------------------------------------
-passed=0
-check() { say "ok: $*"; passed=$((passed + 1)); }
+check() { log "ok: $*"; passed=$((passed + 1)); }
 for w in "${words[@]}"; do
 	ns="$(netns_of "$w")"
 	mapfile -t ctrs < <(podman ps --filter "label=app.kubernetes.io/name=wordcount" \
 		--filter "label=app.kubernetes.io/instance=$w" --format '{{.Names}}')
-	((${#ctrs[@]} >= 1)) || fail "$w: no running container (podman ps -a shows why)"
+	((${#ctrs[@]} >= 1)) || die "$w: no running container (podman ps -a shows why)"
 	for ctr in "${ctrs[@]}"; do
 		deadline=$((SECONDS + READY_TIMEOUT))
 		until http_get "$ns" http://127.0.0.1:9090/readyz >/dev/null; do
 			if ((SECONDS > deadline)); then
 				podman logs --tail 20 "$ctr" >&2 || true
-				fail "$w: /readyz did not answer 200 within ${READY_TIMEOUT}s"
+				die "$w: /readyz did not answer 200 within ${READY_TIMEOUT}s"
 			fi
 			sleep 0.5
 		done
 		check "$ctr: ready"
 
-		body="$(http_get "$ns" http://127.0.0.1:8080/api/v1/counts)" || fail "$w: /api/v1/counts did not answer 200"
+		body="$(http_get "$ns" http://127.0.0.1:8080/api/v1/counts)" || die "$w: /api/v1/counts did not answer 200"
 		got="$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["word"], d["source"])' <<<"$body")" ||
-			fail "$w: /api/v1/counts is not the expected JSON: ${body:0:200}"
-		[[ "$got" == "$w sample" ]] || fail "$w: /api/v1/counts answered word/source '$got', want '$w sample'"
+			die "$w: /api/v1/counts is not the expected JSON: ${body:0:200}"
+		[[ "$got" == "$w sample" ]] || die "$w: /api/v1/counts answered word/source '$got', want '$w sample'"
 		check "$ctr: /api/v1/counts answers word=$w source=sample"
 
 		pid="$(podman inspect --format '{{.State.Pid}}' "$ctr")"
-		[[ "$pid" =~ ^[1-9][0-9]*$ ]] || fail "$ctr: no process"
+		[[ "$pid" =~ ^[1-9][0-9]*$ ]] || die "$ctr: no process"
 		status="/proc/$pid/status"
 		for field in Uid Gid; do
 			ids="$(awk -v f="$field:" '$1 == f {print $2, $3, $4, $5}' "$status")"
 			[[ "$ids" == "$UID_WANT $UID_WANT $UID_WANT $UID_WANT" ]] ||
-				fail "$ctr: $field (real, effective, saved, fs) is '$ids', want $UID_WANT"
+				die "$ctr: $field (real, effective, saved, fs) is '$ids', want $UID_WANT"
 		done
 		check "$ctr: runs as uid and gid $UID_WANT"
-		[[ "$(awk '$1 == "CapEff:" {print $2}' "$status")" == 0000000000000000 ]] || fail "$ctr: has effective capabilities"
-		[[ "$(awk '$1 == "CapBnd:" {print $2}' "$status")" == 0000000000000000 ]] || fail "$ctr: capability bounding set not empty (drop ALL)"
-		[[ "$(awk '$1 == "NoNewPrivs:" {print $2}' "$status")" == 1 ]] || fail "$ctr: no_new_privs not set"
-		[[ "$(awk '$1 == "Seccomp:" {print $2}' "$status")" == 2 ]] || fail "$ctr: no seccomp filter"
+		[[ "$(awk '$1 == "CapEff:" {print $2}' "$status")" == 0000000000000000 ]] || die "$ctr: has effective capabilities"
+		[[ "$(awk '$1 == "CapBnd:" {print $2}' "$status")" == 0000000000000000 ]] || die "$ctr: capability bounding set not empty (drop ALL)"
+		[[ "$(awk '$1 == "NoNewPrivs:" {print $2}' "$status")" == 1 ]] || die "$ctr: no_new_privs not set"
+		[[ "$(awk '$1 == "Seccomp:" {print $2}' "$status")" == 2 ]] || die "$ctr: no seccomp filter"
 		check "$ctr: no capabilities, no_new_privs, seccomp filter"
 
 		opts="$(awk '$2 == "/" {o = $4} END {print o}' "/proc/$pid/mounts")"
-		[[ ",$opts," == *,ro,* ]] || fail "$ctr: root filesystem mounted '$opts', want ro"
+		[[ ",$opts," == *,ro,* ]] || die "$ctr: root filesystem mounted '$opts', want ro"
 		[[ "$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$ctr")" == true ]] ||
-			fail "$ctr: podman did not apply readOnlyRootFilesystem"
+			die "$ctr: podman did not apply readOnlyRootFilesystem"
 		# /proc/PID/root is the container's own view of its root: even root on
 		# the host must not be able to create a file through it.
 		if err="$(touch "/proc/$pid/root/.wordcount-write-probe" 2>&1)"; then
 			rm -f "/proc/$pid/root/.wordcount-write-probe"
-			fail "$ctr: wrote into the root filesystem"
+			die "$ctr: wrote into the root filesystem"
 		fi
-		[[ "$err" == *"Read-only file system"* ]] || fail "$ctr: write failed, but not as read-only: $err"
+		[[ "$err" == *"Read-only file system"* ]] || die "$ctr: write failed, but not as read-only: $err"
 		check "$ctr: root filesystem is read-only"
 	done
 done
-say "$passed checks passed for ${words[*]} ($image)"
+log "$passed checks passed for ${words[*]} ($image)"

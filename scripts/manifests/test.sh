@@ -17,37 +17,23 @@
 #                                   on the object, generated with its reason
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 here=scripts/manifests
-"$here/install.sh"
-venv="$("$here/install.sh" --print-venv)"
-checkov_venv="$("$here/install.sh" --print-checkov-venv)"
-k8s="$(python3 "$here/generate.py" --kubernetes-version)"
+scripts/install.sh manifests
+venv="$(dirname "$(python_bin)")"
+k8s="$("$venv/bin/python" "$here/generate.py" --kubernetes-version)"
 manifests=(raw-yaml/*.yaml)
 # The same checks on the option raw-yaml/ does not use by default: every
 # instance with a service-account key from a Secret (deploy/instances.toml,
 # gcp_key_secret), generated into a scratch folder.
-variant="$(mktemp -d)"
-trap 'rm -rf "$variant"' EXIT
+variant="$(mktemp -d -p "$SCRATCH")"
 sed 's/^gcp_key_secret = ""$/gcp_key_secret = "wordcount-gcp-key"/' deploy/instances.toml >"$variant/instances.toml"
 grep -q '^gcp_key_secret = "wordcount-gcp-key"$' "$variant/instances.toml" ||
-	{ echo "manifests-test: deploy/instances.toml has no gcp_key_secret line to vary" >&2; exit 1; }
-python3 "$here/generate.py" --config "$variant/instances.toml" --out "$variant/raw-yaml"
+	die "deploy/instances.toml has no gcp_key_secret line to vary"
+"$venv/bin/python" "$here/generate.py" --config "$variant/instances.toml" --out "$variant/raw-yaml"
 manifests+=("$variant"/raw-yaml/*.yaml)
-
-failed=()
-gate() {
-	local name=$1
-	shift
-	printf '\n--- %s\n' "$name"
-	if "$@"; then
-		printf -- '--- %s: ok\n' "$name"
-	else
-		printf -- '--- %s: FAILED\n' "$name"
-		failed+=("$name")
-	fi
-}
 
 gate "kubernetes-validate $k8s --strict" \
 	"$venv/bin/kubernetes-validate" -k "$k8s" --strict --quiet "${manifests[@]}"
@@ -59,25 +45,20 @@ gate "unit tests" "$venv/bin/python" -m unittest discover -s "$here" -p 'test_*.
 # The two variables keep checkov offline (TOOLS.md); without them it tries
 # the network for its mapping and version check.
 gate "checkov (kubernetes)" env BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true \
-	"$checkov_venv/bin/checkov" --directory raw-yaml --framework kubernetes \
+	"$venv/bin/checkov" --directory raw-yaml --framework kubernetes \
 	--compact --quiet --skip-download
 # checkov must also refuse: the same Deployment made privileged and root.
 checkov_refuses() {
 	local tmp rc=0
-	tmp="$(mktemp -d)"
+	tmp="$(mktemp -d -p "$SCRATCH")"
 	sed -e 's/privileged: false/privileged: true/' -e 's/runAsNonRoot: true/runAsNonRoot: false/' \
 		raw-yaml/10-instance-the.yaml >"$tmp/bad.yaml"
-	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$checkov_venv/bin/checkov" \
+	BC_SKIP_MAPPING=TRUE CKV_SKIP_PACKAGE_UPDATE_CHECK=true "$venv/bin/checkov" \
 		--file "$tmp/bad.yaml" --framework kubernetes --compact --quiet --skip-download \
 		--check CKV_K8S_16,CKV_K8S_23 >"$tmp/out" 2>&1 || rc=$?
 	grep -q 'Failed checks: [1-9]' "$tmp/out" || rc=0
-	rm -rf "$tmp"
 	((rc != 0))
 }
 gate "checkov refuses a privileged, root Deployment (negative)" checkov_refuses
 
-if ((${#failed[@]})); then
-	printf '\nmanifests-test: FAILED: %s\n' "${failed[*]}" >&2
-	exit 1
-fi
-printf '\nmanifests-test: all gates passed\n'
+gates_report manifests-test

@@ -6,42 +6,27 @@
 #                      binary unless WORDCOUNT_BIN points at one)
 #   check.sh --static  without starting the service
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
-OBS_BIN="$(scripts/observability/install.sh --print-bin)"
+OBS_BIN="$(scripts/install.sh --print observability)"
 # python3 is the project's Python environment's (PyYAML), here and in live-check.sh.
-PATH="$(scripts/lib/python.sh):$PATH"
+PATH="$(python_bin):$PATH"
 export OBS_BIN PATH
 obs=deploy/observability
-step() { printf -- '--- %s\n' "$*"; }
 
-step "tools: $("$OBS_BIN/promtool" --version 2>&1 | head -n1); $("$OBS_BIN/amtool" --version 2>&1 | head -n1)"
-
-step "promtool check rules"
+printf -- '--- tools: %s; %s\n' "$("$OBS_BIN/promtool" --version 2>&1 | head -n1)" "$("$OBS_BIN/amtool" --version 2>&1 | head -n1)"
+# The tools' own checks first: nothing below means anything if these fail.
 "$OBS_BIN/promtool" check rules "$obs"/rules/*.rules.yml
-
-step "promtool test rules"
 "$OBS_BIN/promtool" test rules "$obs"/tests/*.test.yml
-
-step "amtool check-config"
 "$OBS_BIN/amtool" check-config "$obs/alertmanager/alertmanager.yml"
 
-failed=()
-step "render-rules: ClusterRules (GMP) and PrometheusRule (operator)"
-python3 scripts/observability/render-rules.py --check || failed+=(render-rules)
-
+gate "render-rules: ClusterRules (GMP) and PrometheusRule (operator)" python3 scripts/observability/render-rules.py --check
 for c in names docs dashboard scrape routes inhibit manifests selftest mutate; do
-	step "obscheck $c"
-	python3 scripts/observability/obscheck.py "$c" || failed+=("$c")
+	gate "obscheck $c" python3 scripts/observability/obscheck.py "$c"
 done
-
 if [[ "${1:-}" != "--static" ]]; then
-	step "live: the running service's /metrics against metrics.txt"
-	scripts/observability/live-check.sh "${WORDCOUNT_BIN:-}" || failed+=(live)
+	gate "live: the running service's /metrics against metrics.txt" scripts/observability/live-check.sh "${WORDCOUNT_BIN:-}"
 fi
-
-if ((${#failed[@]})); then
-	echo "observability-check FAILED: ${failed[*]}" >&2
-	exit 1
-fi
-echo "observability-check: all passed"
+gates_report observability-check

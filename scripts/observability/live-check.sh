@@ -11,7 +11,9 @@
 #   live-check.sh [BINARY]   default: `cargo build --locked` (debug profile)
 #                            (a no-op after `cargo test` built the same profile)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
 binary="${1:-}"
 if [[ -z "$binary" ]]; then
@@ -22,20 +24,16 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "wordcount":
         print(m["executable"])')"
-	[[ -x "$binary" ]] || {
-		echo "live-check: cargo build did not report the wordcount binary" >&2
-		exit 1
-	}
+	[[ -x "$binary" ]] || die "cargo build did not report the wordcount binary"
 fi
 
-work="$(mktemp -d)"
+work="$(mktemp -d -p "$SCRATCH")"
 pids=()
-# shellcheck disable=SC2317  # called through the EXIT trap
+# shellcheck disable=SC2317  # called on exit
 cleanup() {
 	for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-	rm -rf "$work"
 }
-trap cleanup EXIT
+at_exit cleanup
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

@@ -54,7 +54,7 @@ def main() -> int:
         # What kubectl would receive, parsed back: the groups must be the
         # rules files' groups, and promtool must accept them as a rules file.
         bin_dir = os.environ.get("OBS_BIN") or subprocess.run(
-            [str(ROOT / "scripts" / "observability" / "install.sh"), "--print-bin"],
+            [str(ROOT / "scripts" / "install.sh"), "--print", "observability"],
             capture_output=True, text=True, check=True).stdout.strip()
         promtool = str(Path(bin_dir) / "promtool")
         for flavour in ("gmp", "operator"):

@@ -10,9 +10,10 @@
 # Python packages: the project's one hash-locked environment
 # (scripts/lib/python.sh, scripts/pyproject.toml).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
-py="$(scripts/lib/python.sh)/python"
+py="$(python_bin)/python"
 crds="${WORDCOUNT_CRDS:-$ROOT/../shared/crds}"
 
 # The versions this gate was written against, asked of the venv itself.
@@ -31,7 +32,7 @@ if [[ ! -d "$crds" ]]; then
 	while read -r sum name url; do
 		[[ -f "$crds/$name" ]] || curl -fsSL --retry 3 -o "$crds/$name" "$url"
 		echo "$sum  $crds/$name" | sha256sum --check --quiet ||
-			{ rm -f "$crds/$name"; echo "policy-check: $name does not have the pinned sha256" >&2; exit 2; }
+			{ rm -f "$crds/$name"; die "$name does not have the pinned sha256"; }
 	done <<'EOF'
 03935365f9d5671b97e61ea104bec64e78e8421d0ad96214b6b67333b8126a2e kyverno-v1.13.0-clusterpolicies.yaml https://raw.githubusercontent.com/kyverno/kyverno/978c2f3b56df37a8bea4ee649369efaea53a684b/config/crds/kyverno/kyverno.io_clusterpolicies.yaml
 fb041ee35f8e89b5bca566bb6e00cd67fccc30be8859998757333f2a40d79655 kyverno-v1.19.0-clusterpolicies.yaml https://raw.githubusercontent.com/kyverno/kyverno/ee97ce09538b09b6f1b03853cc41a62654d6a58f/config/crds/kyverno/kyverno.io_clusterpolicies.yaml

@@ -8,10 +8,9 @@
 # Both are normalised (normalise-sbom.py) so unchanged Cargo.toml/Cargo.lock
 # give byte-identical files and the diff shows dependency changes only.
 set -euo pipefail
-export SC_GATE=sbom
-# shellcheck source=scripts/supply-chain/lib.sh
-source "$(dirname "$0")/lib.sh"
-cd "$SC_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
 # The shipped target (the image's musl binary). Fixed, so a developer on a
 # Mac regenerates the same file as CI.
@@ -21,10 +20,7 @@ readonly CDX=wordcount.cdx.json SPDX=wordcount.spdx.json
 # generate DIR: writes both SBOMs into DIR.
 generate() {
 	local out=$1 work
-	sc_tmpdir
-	work="$SC_TMP/gen"
-	rm -rf "$work"
-	mkdir -p "$work"
+	work="$(mktemp -d -p "$SCRATCH")"
 	cargo fetch --locked --quiet
 	# cargo-cyclonedx writes next to Cargo.toml and takes no directory in
 	# --override-filename; a private name avoids clobbering anything there.
@@ -38,7 +34,7 @@ generate() {
 	# cargo-sbom has no target filter: its SPDX covers every platform's
 	# dependencies (and, unlike the CycloneDX file, no build-dependencies).
 	SOURCE_DATE_EPOCH=0 cargo sbom --cargo-package wordcount --output-format spdx_json_2_3 >"$work/$SPDX"
-	python3 "$SC_DIR/normalise-sbom.py" --root "$SC_ROOT" "$work/$CDX" "$work/$SPDX"
+	python3 scripts/supply-chain/normalise-sbom.py --root "$ROOT" "$work/$CDX" "$work/$SPDX"
 	mkdir -p "$out"
 	cp "$work/$CDX" "$work/$SPDX" "$out/"
 }
@@ -69,14 +65,14 @@ PY
 case "${1:-}" in
 generate)
 	generate sbom
-	sc_log "wrote sbom/$CDX and sbom/$SPDX; commit them with the Cargo.toml/Cargo.lock change"
+	log "wrote sbom/$CDX and sbom/$SPDX; commit them with the Cargo.toml/Cargo.lock change"
 	;;
 check)
-	sc_tmpdir
-	generate "$SC_TMP/fresh"
+	fresh="$(mktemp -d -p "$SCRATCH")"
+	generate "$fresh"
 	stale=()
 	for f in "$CDX" "$SPDX"; do
-		cmp -s "sbom/$f" "$SC_TMP/fresh/$f" || stale+=("$f")
+		cmp -s "sbom/$f" "$fresh/$f" || stale+=("$f")
 	done
 	if ((${#stale[@]})); then
 		{
@@ -84,16 +80,16 @@ check)
 			echo "sbom/ is stale: ${stale[*]} differ from what Cargo.toml/Cargo.lock produce."
 			for f in "${stale[@]}"; do
 				echo "sbom/$f: crates added (+) and removed (-):"
-				crate_diff "sbom/$f" "$SC_TMP/fresh/$f"
+				crate_diff "sbom/$f" "$fresh/$f"
 			done
 			echo "First lines of the diff:"
 			for f in "${stale[@]}"; do
-				diff -u "sbom/$f" "$SC_TMP/fresh/$f" 2>&1 | head -n 30 || true
+				diff -u "sbom/$f" "$fresh/$f" 2>&1 | head -n 30 || true
 			done
 		} >&2
-		sc_fail "sbom/ is stale: run 'make sbom' and commit sbom/ together with Cargo.toml/Cargo.lock"
+		die "sbom/ is stale: run 'make sbom' and commit sbom/ together with Cargo.toml/Cargo.lock"
 	fi
-	sc_log "sbom/ matches Cargo.toml/Cargo.lock"
+	log "sbom/ matches Cargo.toml/Cargo.lock"
 	;;
 *)
 	echo "usage: $0 generate|check" >&2

@@ -9,11 +9,10 @@
 #   selftest.sh            all cases
 #   selftest.sh CASE...    only these (names: see `cases` below)
 set -euo pipefail
-export SC_GATE=selftest
-# shellcheck source=scripts/supply-chain/lib.sh
-source "$(dirname "$0")/lib.sh"
-cd "$SC_ROOT"
-sc_tmpdir
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
+scratch="$(mktemp -d -p "$SCRATCH")"
 
 # Crates the cases add, under renamed keys so they cannot clash with a real
 # dependency of the same name. Both resolve from crates.io (or the local
@@ -23,13 +22,11 @@ readonly BANNED_DEP='selftest-banned = { package = "native-tls", version = "=0.2
 readonly ADVISORY_DEP='selftest-advisory = { package = "base64", version = "=0.5.1" }'
 readonly ADVISORY_ID=RUSTSEC-2017-0004
 
-passed=0
-failed=0
 results=()
 
-# fresh_copy NAME: copies the working tree to $SC_TMP/NAME, prints the path.
+# fresh_copy NAME: copies the working tree to $scratch/NAME, prints the path.
 fresh_copy() {
-	local dest="$SC_TMP/$1"
+	local dest="$scratch/$1"
 	rm -rf "$dest"
 	mkdir -p "$dest"
 	git ls-files -z --cached --others --exclude-standard |
@@ -57,7 +54,7 @@ EOF
 # whole output, for findings that span lines): the gate failed for the right
 # reason.
 expect_failure() {
-	local name=$1 pattern=$2 log="$SC_TMP/$1.log" rc=0 grep_opts=(-E)
+	local name=$1 pattern=$2 log="$scratch/$1.log" rc=0 grep_opts=(-E)
 	shift 2
 	if [[ "$pattern" == P:* ]]; then
 		pattern=${pattern#P:}
@@ -83,7 +80,7 @@ expect_failure() {
 # expect_in_log NAME CASE PATTERN: a further reason the output of an earlier
 # expect_failure CASE must contain.
 expect_in_log() {
-	local name=$1 log="$SC_TMP/$2.log" pattern=$3
+	local name=$1 log="$scratch/$2.log" pattern=$3
 	if grep -Eq -- "$pattern" "$log"; then
 		results+=("ok    $name: $(grep -Em1 -- "$pattern" "$log" | sed 's/^[[:space:]]*//' | cut -c1-150)")
 		passed=$((passed + 1))
@@ -96,7 +93,7 @@ expect_in_log() {
 # expect_success NAME CMD...: the control case, so a refusal above is known
 # to come from the change and not from a gate that always fails.
 expect_success() {
-	local name=$1 log="$SC_TMP/$1.log"
+	local name=$1 log="$scratch/$1.log"
 	shift
 	if "$@" >"$log" 2>&1; then
 		results+=("ok    $name: passes")
@@ -110,7 +107,7 @@ expect_success() {
 
 # The copies have no ../shared beside them: they use this run's advisory
 # source (the snapshot when there is one, the live database otherwise).
-export WORDCOUNT_ADVISORY_SNAPSHOT="$SC_SHARED_DB"
+export WORDCOUNT_ADVISORY_SNAPSHOT="$ADVISORY_SNAPSHOT"
 
 case_banned_crate() {
 	local d
@@ -131,7 +128,7 @@ case_advisory() {
 	expect_failure sbom-stale "sbom/ is stale.*" "$d/scripts/supply-chain/sbom.sh" check
 	expect_in_log sbom-stale-names-crate sbom-stale "\+ base64 0\.5\.1"
 	# ... and `make sbom` (sbom.sh generate) is the fix.
-	"$d/scripts/supply-chain/sbom.sh" generate >"$SC_TMP/sbom-regenerate.log" 2>&1
+	"$d/scripts/supply-chain/sbom.sh" generate >"$scratch/sbom-regenerate.log" 2>&1
 	expect_success sbom-regenerated "$d/scripts/supply-chain/sbom.sh" check
 }
 
@@ -153,7 +150,7 @@ case_binary_without_audit_data() {
 	# A binary built with plain `cargo build` carries no dependency list;
 	# cargo-audit would guess and pass. The gate must refuse it instead.
 	expect_failure audit-bin-no-data "no cargo-auditable data" \
-		env AUDIT_BIN=/bin/true "$SC_DIR/audit.sh" bin
+		env AUDIT_BIN=/bin/true "scripts/supply-chain/audit.sh" bin
 }
 
 case_image_sbom() {
@@ -161,7 +158,7 @@ case_image_sbom() {
 	# image SBOM listing exactly sbom/'s normal crates passes; one where a
 	# crate has another version fails and names it. Synthetic image SBOMs keep
 	# this independent of syft and of an image build.
-	python3 - "$SC_ROOT/sbom/wordcount.cdx.json" "$SC_TMP/image-ok.json" "$SC_TMP/image-bad.json" <<'PY'
+	python3 - "$ROOT/sbom/wordcount.cdx.json" "$scratch/image-ok.json" "$scratch/image-bad.json" <<'PY'
 import json, sys
 ref, ok, bad = sys.argv[1:]
 comps = [{"type": "library", "name": c["name"], "version": c["version"], "purl": c["purl"]}
@@ -172,8 +169,8 @@ for c in comps:
         c["purl"] = c["purl"].replace("@" + c["version"], "@1.0.0")
 json.dump({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": comps}, open(bad, "w"))
 PY
-	expect_success image-sbom-match python3 "$SC_DIR/compare-sbom.py" "$SC_TMP/image-ok.json"
-	expect_failure image-sbom-mismatch "tokio 1\.0\.0" python3 "$SC_DIR/compare-sbom.py" "$SC_TMP/image-bad.json"
+	expect_success image-sbom-match python3 "scripts/supply-chain/compare-sbom.py" "$scratch/image-ok.json"
+	expect_failure image-sbom-mismatch "tokio 1\.0\.0" python3 "scripts/supply-chain/compare-sbom.py" "$scratch/image-bad.json"
 }
 
 # One snippet per Semgrep rule, appended to a request-handling module. Each is
@@ -233,11 +230,11 @@ selected=("$@")
 
 start=$SECONDS
 for c in "${selected[@]}"; do
-	sc_log "case: $c"
+	log "case: $c"
 	"case_$c"
 done
 
 printf '\nsupply-chain self-test (%ss):\n' "$((SECONDS - start))"
 printf '  %s\n' "${results[@]}"
 printf '%s passed, %s failed\n' "$passed" "$failed"
-((failed == 0)) || sc_fail "a gate did not refuse what it must refuse (details above)"
+((failed == 0)) || die "a gate did not refuse what it must refuse (details above)"

@@ -4,16 +4,19 @@
 #                      `// ruleid:` lines must fire, `// ok:` lines must not.
 #   semgrep.sh scan  - every rule over src/; any finding fails.
 #   semgrep.sh       - both.
+#   semgrep.sh sarif OUT.sarif - the scan as SARIF for GitHub code scanning
+#                      (ci.yml). It reports, it does not gate: findings
+#                      already fail `make semgrep`; this puts them on the
+#                      PR's lines.
 # Only local rules run (no registry packs, no metrics, no version check:
 # those need the network and cost ~100 s of DNS time-outs offline).
 set -euo pipefail
-export SC_GATE=semgrep
-# shellcheck source=scripts/supply-chain/lib.sh
-source "$(dirname "$0")/lib.sh"
-cd "$SC_ROOT"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
-SEMGREP="$(sc_semgrep)"
-[[ -x "$SEMGREP" ]] || sc_fail "semgrep not installed; run scripts/supply-chain/install.sh"
+SEMGREP="$(python_bin)/semgrep"
+[[ -x "$SEMGREP" ]] || die "semgrep not installed; run scripts/install.sh supply-chain"
 flags=(--metrics=off --disable-version-check --quiet)
 export SEMGREP_ENABLE_VERSION_CHECK=0 SEMGREP_SEND_METRICS=off
 
@@ -23,7 +26,7 @@ run_tests() {
 		fixture="${rule%.yaml}.rs"
 		n=$((n + 1))
 		if [[ ! -f "$fixture" ]]; then
-			sc_log "$rule has no fixture $fixture"
+			log "$rule has no fixture $fixture"
 			failed=1
 			continue
 		fi
@@ -32,13 +35,13 @@ run_tests() {
 		if ! out="$("$SEMGREP" --test "${flags[@]}" --config "$rule" "$fixture" 2>&1)" ||
 			! grep -q 'All tests passed' <<<"$out"; then
 			printf '%s\n' "$out" >&2
-			sc_log "fixture failed for $rule"
+			log "fixture failed for $rule"
 			failed=1
 		fi
 	done
-	((n > 0)) || sc_fail "no rules in .semgrep/"
-	((failed == 0)) || sc_fail "a rule does not behave as its fixture says (missed = should fire but did not, incorrect = fired on an ok line)"
-	sc_log "$n rules pass their fixtures"
+	((n > 0)) || die "no rules in .semgrep/"
+	((failed == 0)) || die "a rule does not behave as its fixture says (missed = should fire but did not, incorrect = fired on an ok line)"
+	log "$n rules pass their fixtures"
 }
 
 run_scan() {
@@ -46,19 +49,35 @@ run_scan() {
 	# file is checked before it is committed (by default Semgrep only sees
 	# files git tracks).
 	"$SEMGREP" scan "${flags[@]}" --no-git-ignore --config .semgrep/ --error src/ ||
-		sc_fail "Semgrep findings in src/ (rule id, file and line above; each rule's message says what to do instead)"
-	sc_log "src/ is clean"
+		die "Semgrep findings in src/ (rule id, file and line above; each rule's message says what to do instead)"
+	log "src/ is clean"
+}
+
+# run_sarif OUT: no --error, exit 0 with findings; fails only when the rules
+# were not loaded.
+run_sarif() {
+	"$SEMGREP" scan "${flags[@]}" --config .semgrep/ --sarif --output "$1" src/
+	python3 - "$1" <<'PY'
+import json, sys
+runs = json.load(open(sys.argv[1]))["runs"]
+rules = sum(len(r["tool"]["driver"].get("rules", [])) for r in runs)
+results = sum(len(r.get("results", [])) for r in runs)
+if rules == 0:
+    sys.exit(f"semgrep: {sys.argv[1]} has no rules; .semgrep/ was not loaded")
+print(f"semgrep: {sys.argv[1]}: {rules} rules, {results} findings")
+PY
 }
 
 case "${1:-all}" in
 test) run_tests ;;
+sarif) run_sarif "${2:?usage: semgrep.sh sarif OUT.sarif}" ;;
 scan) run_scan ;;
 all)
 	run_tests
 	run_scan
 	;;
 *)
-	echo "usage: $0 [test|scan|all]" >&2
+	echo "usage: $0 [test|scan|all|sarif OUT]" >&2
 	exit 2
 	;;
 esac

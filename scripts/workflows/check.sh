@@ -28,31 +28,15 @@
 #                      should, and promote only what they should
 # Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-scripts/workflows/install.sh
-VENV_BIN="$(scripts/workflows/install.sh --print-venv)"
+scripts/install.sh workflows
+VENV_BIN="$(python_bin)"
 PY="$VENV_BIN/python"
 
-passed=0 failed=0 failures=()
-check() {
-	local name="$1"
-	shift
-	printf '\n--- %s\n' "$name"
-	local start=$SECONDS
-	if "$@"; then
-		passed=$((passed + 1))
-		printf -- '--- %s: ok (%d s)\n' "$name" $((SECONDS - start))
-	else
-		failed=$((failed + 1))
-		failures+=("$name")
-		printf -- '--- %s: FAILED\n' "$name"
-	fi
-}
-
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+tmp="$(mktemp -d -p "$SCRATCH")"
 
 # A workflow both tools must refuse: an unknown job key (schema), a `needs`
 # on a job that does not exist, pull_request_target checking out the PR's
@@ -104,17 +88,35 @@ zizmor_audit() {
 	fi
 }
 
-check "unit tests (check-pins, check-policy)" unit_tests
-check "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
-check "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
-check "schema (action-validator)" action_validator
-check "security audit (zizmor)" zizmor_audit
-check "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
-check "shellcheck" shellcheck -x scripts/workflows/*.sh
-check "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
+# dockerfile_pins FILE: every `ARG NAME=default` of FILE whose NAME is a
+# scripts/tools.env pin has that pin as its default (docker build without
+# --build-arg builds with the tested tools); the cargo-chef and
+# cargo-auditable ARGs must be there.
+dockerfile_pins() {
+	local name value seen=0 bad=0
+	while IFS='=' read -r name value; do
+		grep -q "^$name=" scripts/tools.env || continue
+		seen=$((seen + 1))
+		[[ "$value" == "${!name}" ]] || { echo "$1: ARG $name=$value, scripts/tools.env has $name=${!name}"; bad=1; }
+	done < <(sed -n 's/^ARG \([A-Z_]*\)=\(.*\)$/\1=\2/p' "$1")
+	((seen >= 2)) || { echo "$1: no ARG CARGO_CHEF/CARGO_AUDITABLE"; bad=1; }
+	((!bad))
+}
+# The same check must refuse a Dockerfile whose pin drifted.
+dockerfile_pins_both() {
+	dockerfile_pins Dockerfile || return 1
+	sed 's/^ARG CARGO_CHEF=.*/ARG CARGO_CHEF=0.0.1/' Dockerfile >"$tmp/Dockerfile.drift"
+	! dockerfile_pins "$tmp/Dockerfile.drift" >/dev/null
+}
 
-printf '\nworkflows-check: %d passed, %d failed\n' "$passed" "$failed"
-if ((failed)); then
-	printf 'workflows-check: failed: %s\n' "${failures[@]}" >&2
-	exit 1
-fi
+gate "unit tests (check-pins, check-policy)" unit_tests
+gate "Dockerfile ARG pins = scripts/tools.env (+ a drifted copy refused)" dockerfile_pins_both
+gate "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
+gate "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
+gate "schema (action-validator)" action_validator
+gate "security audit (zizmor)" zizmor_audit
+gate "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/
+gate "shellcheck" shellcheck -x scripts/workflows/*.sh
+gate "step scripts (test-steps.sh)" scripts/workflows/test-steps.sh
+
+gates_report workflows-check

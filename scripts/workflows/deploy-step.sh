@@ -27,14 +27,12 @@
 # signed; GH_TOKEN lets gh download the release assets.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-say() { printf 'deploy-step: %s\n' "$*" >&2; }
-die() { printf 'deploy-step: NOT DEPLOYED: %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="NOT DEPLOYED: "
 
-readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
-readonly REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 
 # fetch_release TAG DIR: the verified manifests asset of TAG -> prints its path.
 fetch_release() {
@@ -64,7 +62,7 @@ fetch_release() {
 image_of() {
 	local refs
 	refs="$(sed -n 's/^[[:space:]-]*image:[[:space:]]*["'"'"']\{0,1\}\([^"'"'"'[:space:]#]*\).*/\1/p' "$1" | sort -u)"
-	[[ "$refs" =~ $REF_RE ]] || die "$(basename "$1") must name exactly one REPO@sha256:<hex> image, names: $(tr '\n' ' ' <<<"$refs")"
+	[[ "$refs" =~ $DIGEST_REF_RE ]] || die "$(basename "$1") must name exactly one REPO@sha256:<hex> image, names: $(tr '\n' ' ' <<<"$refs")"
 	printf '%s\n' "$refs"
 }
 
@@ -79,7 +77,7 @@ cmd_resolve() {
 	local tag="$TAG" file ref
 	file="$(fetch_release "$tag" .tmp/deploy/release)"
 	ref="$(image_of "$file")"
-	say "release $tag deploys $ref"
+	log "release $tag deploys $ref"
 	# Fail here, before any environment asks for approval, when the image is
 	# not this release's. The deploy jobs verify again right before they apply.
 	WORDCOUNT_GITHUB_REPOSITORY="$GITHUB_REPOSITORY" cosign/verify --tag "$tag" "$ref" ||
@@ -88,7 +86,7 @@ cmd_resolve() {
 	if [[ "${INPUT_PROMOTE:-}" == false || "${PAYLOAD_PROMOTE:-}" == false ]]; then
 		promote=false
 	elif [[ "$tag" == *-* ]]; then
-		say "$tag is a pre-release: deploying to dev only"
+		log "$tag is a pre-release: deploying to dev only"
 		promote=false
 	fi
 	printf 'tag=%s\nref=%s\npromote=%s\n' "$tag" "$ref" "$promote" | tee -a "${GITHUB_OUTPUT:-/dev/null}"
@@ -102,7 +100,7 @@ cmd_apply() {
 	local env_name="${1:?usage: deploy-step.sh apply ENV}"
 	local ref="${REF:?REF (REPO@sha256:...) is not set}"
 	[[ "$env_name" =~ ^[a-z0-9-]+$ ]] || die "environment name '$env_name' is not [a-z0-9-]+"
-	[[ "$ref" =~ $REF_RE ]] || die "$ref is not REPO@sha256:<64 hex>"
+	[[ "$ref" =~ $DIGEST_REF_RE ]] || die "$ref is not REPO@sha256:<64 hex>"
 	need_tag
 	local file out=".tmp/deploy/rendered-$env_name"
 	file="$(fetch_release "$TAG" ".tmp/deploy/release-$env_name")"
@@ -123,7 +121,7 @@ cmd_apply() {
 		kubectl --namespace "$ns" rollout status "deployment/$name" --timeout="${ROLLOUT_TIMEOUT:-300s}" ||
 			die "deployment/$name in $ns did not become ready; roll back by deploying the previous release tag (docs/pipeline.md)"
 	done <<<"$deployments"
-	say "$env_name now runs $TAG ($ref)"
+	log "$env_name now runs $TAG ($ref)"
 	if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
 		# shellcheck disable=SC2016 # the backticks are Markdown, not a command
 		printf '### %s\n\n%s `%s` rolled out to %s Deployment(s)\n' "$env_name" "$TAG" "$ref" "$(grep -c . <<<"$deployments")" >>"$GITHUB_STEP_SUMMARY"

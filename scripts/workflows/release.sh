@@ -38,16 +38,12 @@
 # offline rehearsal of the same idea.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-say() { printf 'release: %s\n' "$*" >&2; }
-die() { printf 'release: error: %s\n' "$*" >&2; exit 1; }
+DIE_PREFIX="error: "
 
-# Tags the release workflow accepts; cosign/identity.env's regexp accepts the
-# same shape, so anything released here is verifiable there.
-readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
-readonly DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 # The platforms of the one multi-arch image, and the musl target of each.
 readonly PLATFORMS=(linux/amd64 linux/arm64)
 triple_of() {
@@ -96,6 +92,9 @@ cmd_meta() {
 		printf 'image=%s\n' "$image"
 		printf 'identity=%s\n' "$(identity_for "$tag")"
 		printf 'platforms=%s\n' "$(IFS=,; echo "${PLATFORMS[*]}")"
+		# The Dockerfile's builder tools, pinned in scripts/tools.env.
+		printf 'cargo_chef=%s\n' "$CARGO_CHEF"
+		printf 'cargo_auditable=%s\n' "$CARGO_AUDITABLE"
 	} | tee -a "${GITHUB_OUTPUT:-/dev/null}"
 }
 
@@ -105,9 +104,9 @@ cmd_assets() {
 	local engine="${ENGINE:-docker}" version platform
 	version="$(cargo_version)"
 	mkdir -p "$dir"
-	scripts/image/install.sh
+	scripts/install.sh image
 	local syft
-	syft="$(scripts/image/install.sh --print-venv)/syft"
+	syft="$(python_bin)/syft"
 
 	for platform in "${PLATFORMS[@]}"; do
 		local triple bin cid arch
@@ -125,7 +124,7 @@ cmd_assets() {
 		fi
 		arch="$(readelf -hW "$bin" | sed -n 's/^ *Machine: *//p')"
 		case "$platform:$arch" in
-		linux/amd64:*X86-64* | linux/arm64:*AArch64*) say "$(basename "$bin"): static, $arch" ;;
+		linux/amd64:*X86-64* | linux/arm64:*AArch64*) log "$(basename "$bin"): static, $arch" ;;
 		*) die "$bin is built for '$arch', not $platform" ;;
 		esac
 		# Image SBOM of this platform (syft reads the cargo-auditable section
@@ -145,13 +144,28 @@ cmd_assets() {
 	cmd_manifests "$ref" "$dir"
 }
 
-# The deployable manifests (raw-yaml/ pinned to this digest: what
-# `kubectl create -f` deploys), then SHA256SUMS over every asset in DIR.
+# The deployable manifests: raw-yaml/ rendered to the release's image digest
+# by scripts/deploy/render.py (every image reference of the service becomes
+# the digest, anything else is refused), as ONE multi-document file in
+# kubectl's creation order (namespace first), so that
+#   kubectl create -f wordcount-X.Y.Z-manifests.yaml
+# runs the release on a fresh cluster; then SHA256SUMS over every asset in
+# DIR. `make local-release` writes its asset with this same command.
 cmd_manifests() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
 	need_digest_ref "$ref"
+	local out f rendered
+	out="$dir/wordcount-$(cargo_version)-manifests.yaml"
+	rendered="$(mktemp -d -p "$SCRATCH")"
 	rm -f "$dir/SHA256SUMS"
-	scripts/deploy/release-manifests.sh "$ref" "$dir/wordcount-$(cargo_version)-manifests.yaml"
+	python3 scripts/deploy/render.py raw-yaml "$rendered" wordcount "$ref"
+	{
+		printf '# wordcount manifests for %s\n' "$ref"
+		printf '# Rendered from raw-yaml/ by scripts/workflows/release.sh manifests.\n'
+		printf '# Deploy: kubectl create -f THIS_FILE (after cosign verify-blob, README).\n'
+		for f in "$rendered"/*.yaml; do cat "$f"; done
+	} >"$out"
+	log "$ref ($(grep -c '^kind:' "$out") objects) -> $out"
 	(cd "$dir" && sha256sum -- * >SHA256SUMS && cat SHA256SUMS >&2)
 }
 
@@ -202,7 +216,7 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "$@" --type cyclonedx --predicate "$f" "$ref"
 		done
-		say "signed and attested $ref ($format format)"
+		log "signed and attested $ref ($format format)"
 	}
 	sign_in legacy "${LEGACY[@]}"
 	sign_in bundle "${BUNDLE[@]}"
@@ -213,12 +227,12 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY --type cyclonedx --predicate "$f" "$ref"
 		done
-		say "signed $ref with the release key as well"
+		log "signed $ref with the release key as well"
 	fi
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
 		cosign sign-blob --yes --bundle "$f.sigstore.json" "$f" >/dev/null
-		say "signed $(basename "$f")"
+		log "signed $(basename "$f")"
 	done
 }
 
@@ -244,14 +258,14 @@ verify_assets() {
 		[[ -f "$dir/$want" ]] || die "no $want among the assets"
 	done
 	[[ -f "$dir/wordcount-$(cargo_version)-manifests.yaml" ]] || die "no manifests asset"
-	say "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
+	log "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
 }
 
 # Build provenance from GitHub's attestation store, for exactly this tag.
 verify_provenance() {
 	gh attestation verify "$1" --repo "$GITHUB_REPOSITORY" \
 		--cert-identity "$(identity_for "$2")" --cert-oidc-issuer "$OIDC_ISSUER" >/dev/null
-	say "OK: $1 has build provenance from release.yml at $2"
+	log "OK: $1 has build provenance from release.yml at $2"
 }
 
 cmd_verify_signed() {
@@ -303,7 +317,7 @@ cmd_follow_up() {
 	need_tag "$tag"
 	need_digest_ref "$ref"
 	if [[ "$tag" == *-* ]]; then
-		say "$tag is a pre-release: raw-yaml/ keeps following the last full release"
+		log "$tag is a pre-release: raw-yaml/ keeps following the last full release"
 		return 0
 	fi
 	local branch="release-manifests/$tag"
@@ -311,10 +325,10 @@ cmd_follow_up() {
 	# the generator and its drift check stay the only writers.
 	sed -i "s|^image = \".*\"\$|image = \"$ref\"|" deploy/instances.toml
 	grep -qx "image = \"$ref\"" deploy/instances.toml || die "deploy/instances.toml has no image line to update"
-	python3 scripts/manifests/generate.py
-	python3 scripts/manifests/generate.py --check
+	"$(python_bin)/python" scripts/manifests/generate.py
+	"$(python_bin)/python" scripts/manifests/generate.py --check
 	if git diff --quiet; then
-		say "raw-yaml/ already pins $ref"
+		log "raw-yaml/ already pins $ref"
 		return 0
 	fi
 	git switch --create "$branch"
@@ -341,5 +355,5 @@ verify-signed) cmd_verify_signed "$@" ;;
 publish) cmd_publish "$@" ;;
 verify) cmd_verify "$@" ;;
 follow-up) cmd_follow_up "$@" ;;
-*) sed -n '2,38p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+*) usage ;;
 esac

@@ -9,12 +9,10 @@
 # script's own checks are what is tested (the real verifier has its own
 # tests: make signing-test).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cd "$ROOT"
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); printf 'ok   %s\n' "$1"; }
-bad() { failed=$((failed + 1)); printf 'FAIL %s\n' "$1"; }
 # expect NAME want_rc want_regex -- command...
 expect() {
 	local name="$1" want_rc="$2" want="$3"
@@ -24,7 +22,7 @@ expect() {
 	if [[ "$rc" == "$want_rc" && "$out" =~ $want ]]; then
 		ok "$name"
 	else
-		bad "$name (exit $rc, wanted $want_rc and /$want/):"
+		fail "$name (exit $rc, wanted $want_rc and /$want/):"
 		printf '     %s\n' "$out"
 	fi
 }
@@ -55,7 +53,7 @@ expect "follow-up: a tag instead of a digest is refused" 1 "digests only" -- \
 	scripts/workflows/release.sh follow-up v1.0.0 ghcr.io/o/r:v1.0.0
 
 # --- release.sh manifests, sign, verify-signed (stub cosign, gh, cosign/verify)
-rel="$(mktemp -d)"
+rel="$(mktemp -d -p "$SCRATCH")"
 mkdir -p "$rel/bin" "$rel/dist"
 cat >"$rel/bin/cosign" <<'EOF'
 #!/bin/sh
@@ -80,7 +78,7 @@ if grep -q "  wordcount-$version-manifests.yaml\$" "$rel/dist/SHA256SUMS" &&
 	(cd "$rel/dist" && sha256sum --check --strict --quiet SHA256SUMS); then
 	ok "manifests: asset names only $IREF; SHA256SUMS covers all $(wc -l <"$rel/dist/SHA256SUMS") assets"
 else
-	bad "manifests: $(cat "$rel/dist/SHA256SUMS")"
+	fail "manifests: $(cat "$rel/dist/SHA256SUMS")"
 fi
 sign() { env PATH="$rel/bin:$PATH" "$@" scripts/workflows/release.sh sign "$IREF" "$rel/dist"; }
 : >"$REL_LOG"
@@ -91,11 +89,11 @@ if grep -qx -- "cosign sign --yes $legacy $IREF" "$REL_LOG" && grep -qx -- "cosi
 	[[ "$(n_att "$legacy")" == 2 && "$(n_att "$bundle")" == 2 ]]; then
 	ok "sign: the index signed and each platform's SBOM attested, legacy and bundle"
 else
-	bad "sign: cosign was asked: $(cat "$REL_LOG")"
+	fail "sign: cosign was asked: $(cat "$REL_LOG")"
 fi
 for f in "$rel/dist"/*; do
 	case "$f" in *.sigstore.json) continue ;; esac
-	grep -q "^cosign sign-blob --yes --bundle $f.sigstore.json $f\$" "$REL_LOG" || bad "sign: $(basename "$f") was not sign-blob'ed"
+	grep -q "^cosign sign-blob --yes --bundle $f.sigstore.json $f\$" "$REL_LOG" || fail "sign: $(basename "$f") was not sign-blob'ed"
 done
 ok "sign: every asset (binaries, SBOMs, manifests, SHA256SUMS) gets a Sigstore bundle"
 : >"$REL_LOG"
@@ -104,7 +102,7 @@ if grep -qx -- "cosign sign --yes $legacy --key env://COSIGN_PRIVATE_KEY $IREF" 
 	! grep -q -- "$bundle --key" "$REL_LOG"; then
 	ok "sign: with the release key configured, a key-based signature in the legacy format only"
 else
-	bad "sign: key path: $(grep -- --key "$REL_LOG")"
+	fail "sign: key path: $(grep -- --key "$REL_LOG")"
 fi
 for f in "$rel/dist"/*; do [[ "$f" == *.sigstore.json ]] || touch "$f.sigstore.json"; done
 # cosign/verify of the real tree with the stub cosign on PATH: version + all checks.
@@ -123,7 +121,7 @@ if grep -q -- "^cosign verify --new-bundle-format=true --certificate-identity $i
 	[[ "$(grep -c -- "^cosign verify-blob .*--certificate-identity $id " "$REL_LOG")" == "$(find "$rel/dist" -type f ! -name '*.sigstore.json' | wc -l)" ]]; then
 	ok "verify-signed: everything checked against exactly release.yml@refs/tags/v1.2.3"
 else
-	bad "verify-signed: asked: $(cat "$REL_LOG")"
+	fail "verify-signed: asked: $(cat "$REL_LOG")"
 fi
 expect "verify-signed: an asset signed for another identity stops the release" 1 "does not verify for $id" -- vs REL_REFUSE=verify-blob
 echo extra >"$rel/dist/unlisted.txt" && touch "$rel/dist/unlisted.txt.sigstore.json"
@@ -134,10 +132,11 @@ expect "verify-signed: a release without the arm64 binary stops" 1 "no wordcount
 rm -rf "$rel"
 
 # --- deploy-step.sh resolve / apply -------------------------------------------
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/scripts/workflows" "$tmp/scripts/deploy" "$tmp/cosign" "$tmp/bin" "$tmp/release"
+tmp="$(mktemp -d -p "$SCRATCH")"
+mkdir -p "$tmp/scripts/workflows" "$tmp/scripts/lib" "$tmp/scripts/deploy" "$tmp/cosign" "$tmp/bin" "$tmp/release"
 cp scripts/workflows/deploy-step.sh "$tmp/scripts/workflows/"
+cp scripts/lib/common.sh "$tmp/scripts/lib/"
+cp scripts/tools.env "$tmp/scripts/"
 cp cosign/identity.env "$tmp/cosign/"
 # Stubs: cosign/verify accepts or refuses on demand and records its arguments;
 # `gh release download` copies $tmp/release; `cosign verify-blob` records the
@@ -185,7 +184,7 @@ if grep -qx "verify --tag v1.2.3 $REF" "$STUB_LOG" &&
 	grep -q "verify-blob .*--certificate-identity https://github.com/Org/Repo/.github/workflows/release.yml@refs/tags/v1.2.3 " "$STUB_LOG"; then
 	ok "resolve: asset and image verified with exactly this tag's identity"
 else
-	bad "resolve: verifiers were asked: $(cat "$STUB_LOG")"
+	fail "resolve: verifiers were asked: $(cat "$STUB_LOG")"
 fi
 expect "resolve: pre-release stops after dev" 0 "promote=false" -- bash -c "cd '$tmp' && mv release/wordcount-1.2.3-manifests.yaml release/wordcount-1.2.3-rc.1-manifests.yaml && mv release/wordcount-1.2.3-manifests.yaml.sigstore.json release/wordcount-1.2.3-rc.1-manifests.yaml.sigstore.json && (cd release && rm SHA256SUMS && sha256sum -- * >SHA256SUMS) && PATH='$tmp/bin:$PATH' GITHUB_REPOSITORY=o/r TAG=v1.2.3-rc.1 scripts/workflows/deploy-step.sh resolve"
 release_with "$REF"
@@ -212,7 +211,7 @@ expect "apply: the asset as published goes to deploy.sh with the tag" 0 "" -- st
 if grep -q "deploy.sh --release-manifests .tmp/deploy/release-dev/wordcount-1.2.3-manifests.yaml --tag v1.2.3 --target kubectl" "$STUB_LOG"; then
 	ok "apply: deploy.sh applies the verified asset, verifying the tag's identity"
 else
-	bad "apply: deploy.sh was called as: $(grep deploy.sh "$STUB_LOG")"
+	fail "apply: deploy.sh was called as: $(grep deploy.sh "$STUB_LOG")"
 fi
 expect "apply: asset naming another digest than resolved refused" 1 "not ghcr\.io/org/repo@sha256:0" -- \
 	step TAG=v1.2.3 REF="ghcr.io/org/repo@sha256:$(printf '%064d' 0)" scripts/workflows/deploy-step.sh apply dev

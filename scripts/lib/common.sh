@@ -1,0 +1,189 @@
+# shellcheck shell=bash
+# The platform's one shell library; every script sources it first:
+#   source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# It defines
+#   ROOT                       the repository root (scripts cd there themselves)
+#   the pins of scripts/tools.env
+#   log MSG / die MSG          "<name>: MSG" on stderr; die exits 1. <name> is
+#                              LOG_NAME, by default the script's file name
+#                              without .sh; DIE_PREFIX goes before die's MSG
+#   at_exit CMD                runs CMD on exit (last registered first)
+#   SCRATCH                    this run's scratch directory, removed on exit
+#                              (`mktemp -d -p "$SCRATCH"` for one of several)
+#   ok / fail / check          a test's record: count into $passed/$failed;
+#                              check DESCRIPTION CMD... never aborts and shows
+#                              the tail of CMD's output when it fails
+#   usage                      the script's header comment on stderr, exit 2
+#   use_engine                 ENGINE and IMAGE for the container scripts
+#   play_args "$@"             MANIFEST_DIR IMAGE [WORD...] of the *-play.sh
+#   TAG_RE / DIGEST_REF_RE     a release tag, an image reference by digest
+#   apt_install_missing PKG... / cargo_tool CRATE VERSION   pinned installs
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# shellcheck source=scripts/tools.env
+source "$ROOT/scripts/tools.env"
+
+LOG_NAME="${LOG_NAME:-$(basename "$0" .sh)}"
+log() { printf '%s: %s\n' "$LOG_NAME" "$*" >&2; }
+die() {
+	printf '%s: %s%s\n' "$LOG_NAME" "${DIE_PREFIX:-}" "$*" >&2
+	exit 1
+}
+
+usage() {
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+	exit 2
+}
+
+# use_engine: exports ENGINE, the container engine (a Docker daemon that
+# answers wins: laptops, GitHub runners; otherwise podman with this
+# repository's containers.conf: this machine and CI; ENGINE=podman|docker
+# overrides) and IMAGE, the local tag every target uses (make image /
+# image-test / local-release).
+use_engine() {
+	if [[ -z "${ENGINE:-}" ]]; then
+		ENGINE=podman
+		if command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1; then ENGINE=docker; fi
+	fi
+	# podman's defaults (systemd cgroups, crun, journald) do not work here; the
+	# project's file says why. A caller may still point elsewhere on purpose.
+	if [[ "$ENGINE" == podman ]]; then
+		export CONTAINERS_CONF="${CONTAINERS_CONF:-$ROOT/containers/containers.conf}"
+	fi
+	IMAGE="${IMAGE:-localhost/wordcount:dev}"
+	export ENGINE IMAGE
+}
+
+# play_args MANIFEST_DIR IMAGE [WORD...]: sets manifests, image and words
+# (default: the coffee) for the scripts that play manifests locally.
+play_args() {
+	(($# >= 2)) || usage
+	# shellcheck disable=SC2034 # read by the caller
+	manifests=$1 image=$2
+	shift 2
+	words=("$@")
+	((${#words[@]})) || words=(the coffee)
+}
+
+# Tags the release workflow accepts (cosign/identity.env's regexp accepts the
+# same shape, so anything released is verifiable) and image references by
+# digest, the only form the release and deploy steps take.
+# shellcheck disable=SC2034 # used by the scripts that source this
+readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$' DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
+
+_exit_hooks=()
+# A hook finds the script's exit status in $exit_status.
+_run_exit_hooks() {
+	# shellcheck disable=SC2034 # read by the hooks
+	exit_status=$?
+	local i
+	for ((i = ${#_exit_hooks[@]} - 1; i >= 0; i--)); do eval "${_exit_hooks[i]}" || true; done
+}
+at_exit() {
+	_exit_hooks+=("$*")
+	trap _run_exit_hooks EXIT
+}
+
+SCRATCH="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-${LOG_NAME// /-}.XXXXXX")"
+at_exit "rm -rf '$SCRATCH'"
+
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); printf 'ok   - %s\n' "$*"; }
+fail() { failed=$((failed + 1)); printf 'FAIL - %s\n' "$*"; }
+check() {
+	local what=$1 out="$SCRATCH/check.out"
+	shift
+	if "$@" >"$out" 2>&1; then ok "$what"; else
+		fail "$what"
+		sed 's/^/       /' "$out" | tail -20
+	fi
+}
+
+# apt_install_missing PKG...: installs those of PKG that are not installed
+# yet (as root, or through sudo), and does nothing when all are there.
+apt_install_missing() {
+	local missing=() p
+	for p in "$@"; do
+		# No `grep -q`: under pipefail its early exit can fail the pipeline
+		# and make an installed package look missing.
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	printf 'apt: installing %s\n' "${missing[*]}" >&2
+	local sudo_cmd=()
+	((EUID == 0)) || sudo_cmd=(sudo)
+	# Fresh machines may have an empty package list, and other install
+	# scripts may hold apt's lock: update first, and wait for the lock.
+	"${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout=600 \
+		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# cargo_tool CRATE VERSION: installs CRATE at exactly VERSION unless
+# `cargo install` already recorded that version and its binary is on PATH.
+# (Asking the tools is unreliable: `cargo auditable --version` prints cargo's.)
+cargo_tool() {
+	local crate=$1 version=$2 have
+	have=$(cargo install --list 2>/dev/null | awk -v c="$crate" '$1 == c {sub(/^v/, "", $2); sub(/:$/, "", $2); print $2}')
+	if [[ "$have" == "$version" ]] && command -v "$crate" >/dev/null; then
+		return 0
+	fi
+	printf 'install: %s %s (found: %s)\n' "$crate" "$version" "${have:-none}" >&2
+	# A private target dir keeps tool builds out of the project's target/ and
+	# off its build lock. Fat LTO and one codegen unit (some of these crates
+	# ask for them) make a cold install minutes slower on two cores for a tool
+	# that runs for seconds; these overrides win over the crates' manifests.
+	local dir="${TMPDIR:-/tmp}/wordcount-tool-build/$crate"
+	CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
+	rm -rf "$dir"
+}
+
+# python_bin: the bin directory of the project's one Python environment
+# (scripts/lib/python.sh builds it on first use).
+python_bin() { "$ROOT/scripts/lib/python.sh"; }
+
+# The RustSec snapshot this environment provides beside the checkout. When it
+# is absent (GitHub runners, laptops) cargo-deny and cargo-audit fetch the
+# live database.
+ADVISORY_SNAPSHOT="${WORDCOUNT_ADVISORY_SNAPSHOT:-$(dirname "$ROOT")/shared/advisory-db}"
+# advisory_db: false without the snapshot; otherwise copies it into a scratch
+# directory (the tools write into their database; ../shared is read-only) as
+# the git repository cargo-deny expects under the name it derives from the
+# default URL, and sets ADVISORY_DBS (cargo-deny's db-path) and ADVISORY_DB
+# (the database itself, cargo-audit's --db).
+advisory_db() {
+	[[ -d "$ADVISORY_SNAPSHOT/crates" ]] || return 1
+	ADVISORY_DBS="$SCRATCH/advisory-dbs"
+	ADVISORY_DB="$ADVISORY_DBS/advisory-db-3157b0e258782691"
+	mkdir -p "$ADVISORY_DBS"
+	cp -r "$ADVISORY_SNAPSHOT" "$ADVISORY_DB"
+	local g=(git -C "$ADVISORY_DB" -c user.name=snapshot -c user.email=snapshot@localhost -c commit.gpgsign=false)
+	"${g[@]}" init -q
+	"${g[@]}" add -A
+	"${g[@]}" commit -qm snapshot
+}
+
+# gate NAME CMD...: one of a target's independent checks: runs CMD under a
+# "--- NAME" heading and records the outcome, never aborting, so one run
+# lists every problem; gates_report LABEL then exits 1 if any failed.
+failed_gates=()
+gate() {
+	local name=$1 start=$SECONDS
+	shift
+	printf '\n--- %s\n' "$name"
+	if "$@"; then
+		printf -- '--- %s: ok (%d s)\n' "$name" $((SECONDS - start))
+	else
+		printf -- '--- %s: FAILED\n' "$name"
+		failed_gates+=("$name")
+	fi
+}
+gates_report() {
+	if ((${#failed_gates[@]})); then
+		printf '\n%s: FAILED: %s\n' "$1" "${failed_gates[*]}" >&2
+		exit 1
+	fi
+	printf '\n%s: all passed\n' "$1"
+}

@@ -1,0 +1,1 @@
+"""The checks of obscheck.py, one module per concern."""
