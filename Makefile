@@ -30,8 +30,8 @@ test: ## Unit and integration tests (the README's test command)
 
 lint: ## rustfmt check and clippy with warnings as errors (default build and --features otel)
 	cargo fmt --check
-	cargo clippy --all-targets --locked -- -D warnings
-	cargo clippy --all-targets --locked --features otel -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked --features otel -- -D warnings
 
 fmt: ## Format the code
 	cargo fmt
