@@ -12,26 +12,19 @@
 # of the two totals over REQUESTS is the cost of one cached request, access
 # log line included, with start-up and shutdown cancelled out.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 binary=${1:?usage: $0 BINARY}
 REQUESTS=${REQUESTS:-2000}
 WARMUP=${WARMUP:-200}
 PORT=${PORT:-18090}
 ADMIN_PORT=$((PORT + 1))
-for tool in valgrind callgrind_annotate curl; do
-	command -v "$tool" >/dev/null || {
-		echo "callgrind.sh: needs $tool (apt-get install valgrind curl)" >&2
-		exit 1
-	}
-done
+apt_install_missing valgrind curl
 
-work=$(mktemp -d)
+work=$SCRATCH
 server=
-cleanup() {
-	[[ -n $server ]] && kill -KILL "$server" 2>/dev/null
-	rm -rf "$work"
-}
-trap cleanup EXIT
+stop_server() { [[ -z $server ]] || kill -KILL "$server" 2>/dev/null; }
+at_exit stop_server
 
 # requests N: N GETs of the cached route over one keep-alive connection.
 requests() {
@@ -51,19 +44,15 @@ total() {
 	local tries=0
 	until curl -fsS -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null; do
 		((++tries < 600)) || {
-			echo "callgrind.sh: $binary did not turn ready" >&2
 			tail "$work/valgrind.$1" >&2
-			exit 1
+			die "$binary did not turn ready"
 		}
 		sleep 0.1
 	done
 	requests "$WARMUP"
 	requests "$1"
 	kill -TERM "$server"
-	wait "$server" || {
-		echo "callgrind.sh: $binary did not exit cleanly on SIGTERM" >&2
-		exit 1
-	}
+	wait "$server" || die "$binary did not exit cleanly on SIGTERM"
 	server=
 	callgrind_annotate "$out" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }

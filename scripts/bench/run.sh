@@ -21,7 +21,8 @@
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
 # the first of CONNECTIONS for DURATION: requests/s and BigQuery jobs per TTL.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
 CONNECTIONS=${CONNECTIONS:-64 1024}
 DURATION=${DURATION:-5s}
@@ -30,9 +31,7 @@ PINNED=${PINNED:-1}
 BASE=${BASE:-}
 PORT_BASE=${PORT_BASE:-18080}
 
-for tool in wrk bc curl taskset; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk bc curl util-linux >/dev/null; break; }
-done
+apt_install_missing wrk bc curl util-linux valgrind
 
 if [[ $PINNED == 1 ]] && (($(nproc) >= 2)); then
   SERVER_CPU=(taskset -c 0) WRK=(taskset -c 1 wrk -t1)
@@ -41,8 +40,9 @@ else
 fi
 
 # Binaries are copied aside under target/bench, as each build replaces
-# target/release/wordcount. The base commit builds from an exported tree in
-# the same target directory, so only the crates that differ compile.
+# target/release/wordcount. The base commit builds from an exported tree
+# (outside this workspace) into the same target directory, so only the
+# crates that differ compile.
 bin_dir=target/bench
 mkdir -p "$bin_dir"
 cargo build --release --locked --bin wordcount --example hello >&2
@@ -50,21 +50,20 @@ cargo build --release --locked -p testkit --bin loadtest >&2
 cp target/release/wordcount "$bin_dir/wordcount"
 if [[ -n $BASE ]]; then
   base_rev=$(git rev-parse --short=12 "$BASE^{commit}")
-  src="$bin_dir/src-$base_rev"
-  rm -rf "$src" && mkdir -p "$src"
+  src="$SCRATCH/src-$base_rev"
+  mkdir -p "$src"
   git archive "$base_rev" | tar -x -C "$src"
-  (cd "$src" && WORDCOUNT_COMMIT=$base_rev CARGO_TARGET_DIR=$PWD/../.. cargo build --release --locked --bin wordcount >&2)
+  (cd "$src" && WORDCOUNT_COMMIT=$base_rev CARGO_TARGET_DIR=$ROOT/target cargo build --release --locked --bin wordcount >&2)
   cp target/release/wordcount "$bin_dir/wordcount-$base_rev"
 fi
 
-work=$(mktemp -d)
+work=$SCRATCH
 pids=()
-cleanup() {
+stop_servers() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
+at_exit stop_servers
 
 wait_http() {
   for _ in $(seq 1 200); do
@@ -78,13 +77,13 @@ wait_http() {
 # Targets: name -> URL and PID. Every server gets its own ports; the
 # services log to a file, as a container runtime would collect them: the cost
 # of writing one access-log line per request is part of what is measured.
-declare -A URL PID
+declare -A URL PID BIN
 port=$PORT_BASE
 start_service() {
   local name=$1 bin=$2
   PORT=$port ADMIN_PORT=$((port + 1)) BIND_ADDRESS=127.0.0.1 \
     "${SERVER_CPU[@]}" "$bin" >"$work/$name.log" 2>&1 &
-  pids+=("$!") PID[$name]=$!
+  pids+=("$!") PID[$name]=$! BIN[$name]=$bin
   wait_http "http://127.0.0.1:$((port + 1))/readyz"
   URL[$name]="http://127.0.0.1:$port/api/v1/counts"
   curl -fsS -o /dev/null "${URL[$name]}" # fill the cache
@@ -161,6 +160,11 @@ for conns in $CONNECTIONS; do
   done
 done
 echo "access-log lines written during the run: $(cat "$work"/*.log | wc -l)"
+echo
+echo "instructions per cached request (callgrind, scripts/bench/callgrind.sh):"
+for name in "${targets[@]:1}"; do
+  printf '  %-22s %s\n' "$name" "$(scripts/bench/callgrind.sh "${BIN[$name]}" | awk -F': ' '/per request/ {print $2}')"
+done
 
 echo
 # wrk's duration format ("10s") -> whole seconds for the harness.
