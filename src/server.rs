@@ -227,12 +227,11 @@ pub fn connection_service(
     service_fn(move |req| {
         let state = Arc::clone(&state);
         // Boxed: hyper keeps a slot of the service future's size for every
-        // connection for its whole life, busy or idle. Boxed, the slot is 16
-        // bytes and the handler's future (~1 KiB) exists only while a
-        // request runs (10k idle connections: 142 -> 124 MiB RSS,
-        // docs/reliability.md). Not wrapped in an `async` block: that kept a
-        // second copy of the request beside the handler's own (1520 bytes,
-        // now 984, inside glibc's per-thread cache).
+        // connection for its whole life, busy or idle. Boxed, the slot is a
+        // pointer and the handler's future exists only while a request runs,
+        // so idle connections stay small (docs/reliability.md). Not wrapped
+        // in an `async` block, which would keep a second copy of the request
+        // beside the handler's own.
         Box::pin(routes::handle(req, state, listener))
     })
 }

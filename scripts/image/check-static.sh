@@ -10,8 +10,8 @@ bin=$1
 shift
 status=0
 # `grep >/dev/null`, not `grep -q`: -q exits at the first match, the producer
-# then dies of SIGPIPE and pipefail turns the match into a failure, which
-# made an earlier version of this check pass a leaky binary.
+# then dies of SIGPIPE and pipefail turns the match into a failure, so a
+# leaky binary would pass.
 if readelf -lW "$bin" | grep 'Requesting program interpreter' >/dev/null; then
 	log "$bin has a program interpreter (PT_INTERP): not static"
 	status=1

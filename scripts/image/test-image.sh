@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# `make image-test`: checks the static binary and localhost/wordcount:dev
-# against issue 4's definition of done, prints the budgets, writes the image
-# SBOM. Run after `make image` (the Makefile does). Loopback only; every
-# container and process started here is removed on exit, also on failure.
+# `make image-test`: checks what the static binary and localhost/wordcount:dev
+# promise (the steps below), prints the budgets, writes the image SBOM. Run
+# after `make image` (the Makefile does). Loopback only; every container and
+# process started here is removed on exit, also on failure.
 #
 #   1. hadolint on the Dockerfile, shellcheck on these scripts
 #   2. the binary: no PT_INTERP, no NEEDED, auditable data; runs in an empty

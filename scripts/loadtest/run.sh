@@ -34,11 +34,11 @@ if [[ -z $bin ]]; then
 fi
 cargo build --locked --profile "$profile" -p testkit --bin loadtest
 
-# The bound is 64 MiB for 10,000 idle connections; hyper's HTTP/1
-# server alone costs ~10 KiB per idle connection (two 8 KiB buffers), and the
-# service 12.7-14.5 KiB, so 64 MiB is not reachable without a hyper change
-# (docs/reliability.md). Until then CI gates on a regression bound ~30-50 %
-# above the measured 124-142 MiB, and the harness prints the 64 MiB verdict.
+# The target is 64 MiB for 10,000 idle connections; hyper's HTTP/1 server
+# alone costs ~10 KiB per idle connection (two 8 KiB buffers), so 64 MiB is
+# not reachable without a hyper change (figures in docs/reliability.md). CI
+# gates on this regression bound, set with headroom above the measured
+# growth, and the harness still prints the 64 MiB verdict.
 export LOADTEST_RSS_MIB=${LOADTEST_RSS_MIB:-192}
 
 # 10,000 connections need that many descriptors on each side; the harness

@@ -128,7 +128,7 @@ cmd_assets() {
 		*) die "$bin is built for '$arch', not $platform" ;;
 		esac
 		# Image SBOM of this platform (syft reads the cargo-auditable section
-		# of its binary), with the pinned syft of scripts/image/install.sh.
+		# of its binary), with the syft pinned in scripts/pyproject.toml.
 		SYFT_CHECK_FOR_APP_UPDATE=false "$syft" scan "registry:$ref" --platform "$platform" --quiet \
 			-o "cyclonedx-json=$dir/wordcount-$version-image-${platform//\//-}.cdx.json" \
 			-o "spdx-json=$dir/wordcount-$version-image-${platform//\//-}.spdx.json"

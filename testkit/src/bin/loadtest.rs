@@ -750,12 +750,12 @@ async fn idle_connections(v: &mut Verdict) {
         held.len() == target,
         format!("idle-connections: {} of {target} connections held ({first_error})", held.len()),
     );
-    // The issue's target is 64 MiB. hyper 1's HTTP/1 server alone costs
-    // about 10 KiB per idle connection (an 8 KiB read buffer and an 8 KiB
-    // header write buffer per connection, allocated up front and kept while
-    // idle; see docs/reliability.md), so 10,000 connections cannot fit in
-    // 64 MiB without changing hyper. LOADTEST_RSS_MIB replaces the bound,
-    // and the output says so, so CI can guard against regressions meanwhile.
+    // The target is 64 MiB. hyper 1's HTTP/1 server alone costs about
+    // 10 KiB per idle connection (an 8 KiB read buffer and an 8 KiB header
+    // write buffer per connection, allocated up front and kept while idle;
+    // see docs/reliability.md), so 10,000 connections cannot fit in 64 MiB
+    // without changing hyper. LOADTEST_RSS_MIB replaces the bound, and the
+    // output says so, so CI still guards against regressions.
     let issue_bound = 64 * 1024;
     let bound = env_num("LOADTEST_RSS_MIB", 64) * 1024;
     if bound != issue_bound {
