@@ -14,7 +14,8 @@
 //! - [`config`]: typed configuration from flags and environment
 //! - [`readiness`]: whether the instance takes traffic (`/readyz`)
 //! - [`metrics`]: Prometheus metrics
-//! - [`telemetry`]: logs and W3C trace context
+//! - [`telemetry`]: logs (and, with the `otel` feature, exported spans)
+//! - [`trace`]: W3C trace context, taken from a request or started here
 //! - [`error`]: the error type and what each failure means
 //!
 //! This file only composes them: `main.rs` loads configuration, sets up

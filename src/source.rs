@@ -65,8 +65,8 @@ impl Counts {
     }
 
     /// Saturating: counts come from a file or an upstream, and `sum` would
-    /// panic on overflow in debug builds and wrap in release ones (found by
-    /// the csv_loader and bigquery_response fuzz targets).
+    /// panic on overflow in debug builds and wrap in release ones (the
+    /// csv_loader and bigquery_response fuzz targets feed it such counts).
     pub fn total(&self) -> u64 {
         self.rows.iter().fold(0u64, |total, r| total.saturating_add(r.total_words))
     }

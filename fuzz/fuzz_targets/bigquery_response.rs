@@ -13,7 +13,8 @@ use wordcount::fuzzing::{classify_error_body, decode_query_response, decode_quer
 
 /// How many rows the body holds, read independently of the typed model.
 /// Lossy first: the typed model skips unknown fields without checking their
-/// UTF-8, a `Value` does not (the fuzzer's first finding was this oracle's).
+/// UTF-8, a `Value` does not, so without it the oracle would refuse bodies
+/// the service accepts.
 fn row_count(json: &[u8]) -> Option<usize> {
     let value: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(json)).ok()?;
     Some(value.get("rows").and_then(|r| r.as_array()).map_or(0, Vec::len))

@@ -377,9 +377,9 @@ async fn an_unread_request_body_is_never_read_and_the_connection_closes() {
 #[tokio::test]
 async fn a_client_that_half_closes_still_gets_its_answer() {
     // `printf 'GET ...' | nc -N` sends the request, then shuts down its
-    // sending side and waits. With hyper's default (half_close off) the
-    // EOF arriving while the answer is being prepared closed the
-    // connection with nothing sent; found by the http_request fuzz target.
+    // sending side and waits. With hyper's default (half_close off) an
+    // EOF arriving while the answer is being prepared would close the
+    // connection with nothing sent, so the server turns half_close on.
     // A cold /api/v1/counts behind a slow upstream makes the answer late.
     let fake = testkit::FakeGcp::start_without_auth().await;
     fake.set_delay(Duration::from_millis(300));
