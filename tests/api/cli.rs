@@ -37,7 +37,7 @@ fn invalid_configuration_exits_64_with_one_line_naming_the_variable() {
     }
 }
 
-/// Case 9: 0 turned the cache off (one query job per request).
+/// Case 9: a TTL of 0 would turn the cache off (one query job per request).
 #[test]
 fn a_cache_ttl_of_zero_is_refused() {
     let output = run(&[("CACHE_TTL", "0")], &[]);
