@@ -28,7 +28,6 @@
 //! provider, so not gcp_auth's cached one); everything else fails at once.
 //! Tokens and keys are never logged or returned.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,19 +44,18 @@ use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table_row::TableRow;
 use gcp_bigquery_client::model::table_schema::TableSchema;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::config::{BigQueryAuth, BigQueryConfig};
+use crate::config::BigQueryConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::source::WordMatch;
 use crate::source::{Counts, CountsSource, Row};
 use crate::trace::{HexId, TraceContext};
 
-/// Running a query creates a job, which the read-only scope does not allow;
-/// what the identity may do is limited by IAM (jobUser + dataViewer).
-const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
+mod credentials;
+use credentials::Credentials;
+
 const GOOGLE_API_ROOT: &str = "https://bigquery.googleapis.com";
 
 /// Attempts per API call, the first included.
@@ -79,49 +77,11 @@ pub struct BigQuerySource {
     metrics: Arc<Metrics>,
 }
 
-/// Where tokens come from: the key file, or gcp_auth's search when unset.
-struct Credentials {
-    key_file: Option<PathBuf>,
-    /// Built on first use (see the module docs); emptied to get a fresh
-    /// token after an authentication failure.
-    provider: Mutex<Option<Arc<dyn gcp_auth::TokenProvider>>>,
-}
-
-impl Credentials {
-    async fn provider(&self) -> Result<Arc<dyn gcp_auth::TokenProvider>> {
-        let mut slot = self.provider.lock().await;
-        if let Some(provider) = &*slot {
-            return Ok(Arc::clone(provider));
-        }
-        let provider = match &self.key_file {
-            Some(path) => key_file_provider(path)?,
-            None => find_provider().await?,
-        };
-        *slot = Some(Arc::clone(&provider));
-        Ok(provider)
-    }
-}
-
-fn key_file_provider(path: &Path) -> Result<Arc<dyn gcp_auth::TokenProvider>> {
-    let provider = gcp_auth::CustomServiceAccount::from_file(path)
-        .map_err(|e| Error::config("GOOGLE_APPLICATION_CREDENTIALS", format!("{}: {e}", path.display())))?;
-    Ok(Arc::new(provider))
-}
-
 impl BigQuerySource {
     /// Checks what can be checked without the network: a configured key file
     /// must be readable and valid, or start-up stops with a config error.
     pub async fn connect(config: BigQueryConfig, metrics: Arc<Metrics>) -> Result<Self> {
-        let auth = match (config.auth, &config.credentials_file) {
-            (BigQueryAuth::None, _) => None,
-            (BigQueryAuth::Google, Some(path)) => {
-                let provider = key_file_provider(path)?;
-                let account = key_file_account(path);
-                tracing::info!(credentials = "service-account key file", account, "BigQuery credentials");
-                Some(Credentials { key_file: Some(path.clone()), provider: Mutex::new(Some(provider)) })
-            }
-            (BigQueryAuth::Google, None) => Some(Credentials { key_file: None, provider: Mutex::new(None) }),
-        };
+        let auth = Credentials::new(&config)?;
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
         let v2_url = reqwest::Url::parse(&format!("{root}/bigquery/v2"))
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("{root:?}: {e}")))?;
@@ -156,17 +116,16 @@ impl BigQuerySource {
 
     /// The token for the next call; `None` with `BIGQUERY_AUTH=none`.
     async fn token(&self) -> Result<Option<String>> {
-        let Some(credentials) = &self.auth else { return Ok(None) };
-        match credentials.provider().await?.token(&[SCOPE]).await {
-            Ok(token) => Ok(Some(token.as_str().to_owned())),
-            Err(err) => Err(token_error(&err)),
+        match &self.auth {
+            Some(credentials) => credentials.token().await.map(Some),
+            None => Ok(None),
         }
     }
 
     /// Drops the provider, so the next call's token is a fresh one.
     async fn forget_token(&self) {
         if let Some(credentials) = &self.auth {
-            *credentials.provider.lock().await = None;
+            credentials.forget().await;
         }
     }
 
@@ -371,54 +330,10 @@ fn attempt_timeout(config: &BigQueryConfig) -> Duration {
     (config.timeout / 2).max(Duration::from_secs(1))
 }
 
-/// gcp_auth's order, minus the gcloud CLI (not in the image), with the kind
-/// found logged.
-async fn find_provider() -> Result<Arc<dyn gcp_auth::TokenProvider>> {
-    match gcp_auth::ConfigDefaultCredentials::new().await {
-        Ok(provider) => {
-            tracing::info!(credentials = "gcloud application-default credentials", "BigQuery credentials");
-            return Ok(Arc::new(provider));
-        }
-        Err(err) => tracing::debug!(error = %err, "no application-default credentials"),
-    }
-    match gcp_auth::MetadataServiceAccount::new().await {
-        Ok(provider) => {
-            let project =
-                gcp_auth::TokenProvider::project_id(&provider).await.map(|p| p.to_string()).unwrap_or_default();
-            tracing::info!(credentials = "metadata server (workload identity)", project, "BigQuery credentials");
-            Ok(Arc::new(provider))
-        }
-        Err(err) => Err(Error::Auth(format!(
-            "no credentials: GOOGLE_APPLICATION_CREDENTIALS unset, no application-default credentials, metadata server: {err}"
-        ))),
-    }
-}
-
-/// The `client_email` of a key file, for the log line; never the key.
-fn key_file_account(path: &Path) -> String {
-    std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .and_then(|key| key.get("client_email")?.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 /// Exponential back-off with full jitter: uniform in [0, min(cap, base·2ⁿ)].
 fn backoff(attempt: u32) -> Duration {
     let ceiling = BACKOFF_BASE.saturating_mul(1 << attempt.min(10)).min(BACKOFF_CAP);
     ceiling.mul_f64(rand::random::<f64>())
-}
-
-/// A token could not be had. The token endpoint out of reach is a
-/// transport failure, retried like any other; a refusal is `auth`.
-fn token_error(err: &gcp_auth::Error) -> Error {
-    let message = format!("token request failed: {err}");
-    // gcp_auth's variants for "no answer": a broken response, or the
-    // request failing before one (connection refused, TLS, DNS).
-    match err {
-        gcp_auth::Error::Http(..) | gcp_auth::Error::Other("HTTP request failed", _) => Error::Transport(message),
-        _ => Error::Auth(message),
-    }
 }
 
 /// A call that got no usable answer.
