@@ -54,7 +54,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(!config.word.chars().any(char::is_control), "{:?}", config.word);
             assert!(config.port != config.admin_port || config.port == 0);
             assert!(config.max_connections >= 1);
-            for d in [config.cache_ttl, config.drain_timeout, config.header_read_timeout, config.write_timeout, config.request_timeout] {
+            for d in [
+                config.cache_ttl,
+                config.drain_timeout,
+                config.header_read_timeout,
+                config.write_timeout,
+                config.request_timeout,
+            ] {
                 assert!(usable(d), "accepted a duration the server cannot use: {d:?}");
             }
             assert!(!config.header_read_timeout.is_zero() && !config.request_timeout.is_zero());
