@@ -14,7 +14,7 @@
 //! - [`config`]: typed configuration from flags and environment
 //! - [`readiness`]: whether the instance takes traffic (`/readyz`)
 //! - [`metrics`]: Prometheus metrics
-//! - [`telemetry`]: logs (and, with the `otel` feature, exported spans)
+//! - [`telemetry`]: logs, and exported spans with the `otel` feature
 //! - [`trace`]: W3C trace context, taken from a request or started here
 //! - [`error`]: the error type and what each failure means
 //!
