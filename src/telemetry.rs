@@ -54,7 +54,10 @@ pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
     // behind, logging requests wait for it, so memory stays bounded, the
     // slowdown shows, and the access log never silently leaves requests out.
     // The buffer batches the lines the thread finds queued into one write.
+    // The queue's slots are allocated up front, so its length is memory
+    // held from the start: short, for the idle RSS budget (docs/performance.md).
     let (stdout, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(8192)
         .lossy(false)
         .thread_name("log-writer")
         .finish(io::BufWriter::with_capacity(64 * 1024, io::stdout()));
