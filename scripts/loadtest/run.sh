@@ -14,7 +14,9 @@
 #                     figures, `make bench`)
 #   LOADTEST_RSS_MIB  RSS growth bound for 10k idle connections (see below)
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+LOG_NAME=loadtest
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
 
 scenario=${1:-all}
 profile=${LOADTEST_PROFILE:-dev}
@@ -22,7 +24,7 @@ case $profile in
 dev) dir=debug ;;
 release) dir=release ;;
 *)
-	echo "LOADTEST_PROFILE must be dev or release" >&2
+	log "LOADTEST_PROFILE must be dev or release"
 	exit 2
 	;;
 esac
@@ -44,6 +46,6 @@ export LOADTEST_RSS_MIB=${LOADTEST_RSS_MIB:-192}
 # 10,000 connections need that many descriptors on each side; the harness
 # and the service it starts inherit this limit. The harness reports (and
 # fails) if the hard limit is too low; it never scales the scenario down.
-ulimit -n "$(ulimit -Hn)" || echo "loadtest: cannot raise the descriptor limit" >&2
+ulimit -n "$(ulimit -Hn)" || log "cannot raise the descriptor limit"
 
 LOADTEST_BIN=$bin exec "target/$dir/loadtest" "$scenario"
