@@ -44,8 +44,10 @@ FROM --platform=$BUILDPLATFORM docker.io/tonistiigi/xx:1.6.1@sha256:923441d7c25f
 FROM --platform=$BUILDPLATFORM docker.io/library/rust:1.95.0-alpine3.22@sha256:064dfc925d68d1a63f4fd2871bd7dc6e6ea56692989a487185855d62885d90aa AS chef
 # The xx image holds only its scripts, under /usr/bin.
 COPY --from=xx /usr/bin/ /usr/bin/
-# clang/lld: the cross C compiler and linker xx-cargo configures. musl-dev:
-# the build platform's libc for build scripts. The version pins make a
+# clang/lld: the cross C compiler and linker xx-cargo configures; `clang` and
+# `lld` are the names Alpine's default LLVM packages (clang20, lld20 in 3.22)
+# provide, so `=~20` holds while 20 is the default. musl-dev: the build
+# platform's libc for build scripts. The version pins make a
 # changed toolchain or libc.a (linked into the binary) a visible build
 # failure instead of a silent difference; Alpine drops superseded musl
 # versions, so a security update means bumping it.
