@@ -17,7 +17,8 @@
 #   use_engine                 ENGINE and IMAGE for the container scripts
 #   play_args "$@"             MANIFEST_DIR IMAGE [WORD...] of the *-play.sh
 #   TAG_RE / DIGEST_REF_RE     a release tag, an image reference by digest
-#   apt_install_missing PKG... / cargo_tool CRATE VERSION   pinned installs
+#   apt_install_missing PKG... / cargo_tool CRATE VERSION / go_tool NAME ...
+#                              pinned installs
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/tools.env
@@ -138,6 +139,41 @@ cargo_tool() {
 	CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
 		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
 	rm -rf "$dir"
+}
+
+# go_tool NAME MODULE@VERSION PKG|tools/go/DIR: prints the path of the Go
+# program NAME, building it first unless a binary of exactly that version is
+# cached. With PKG it is `go install PKG@VERSION` (for modules whose go.mod has
+# no replace directives; checksums from the Go checksum database). With
+# tools/go/DIR it builds the `tool` of that small module, which requires
+# MODULE at VERSION, repeats the upstream replace directives, and whose
+# committed go.sum verifies every dependency. The version is checked with
+# `go version -m`, not taken from the file name. Binaries are cached in
+# GO_TOOLS_DIR, one folder per pin, so a pin change builds anew and a fresh
+# machine builds from nothing.
+GO_TOOLS_DIR="${GO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/go-tools}"
+go_tool() {
+	local name=$1 module=${2%@*} version=${2#*@} src=$3 moddir='' dir
+	dir="$GO_TOOLS_DIR/$name-$version"
+	if [[ $src == tools/go/* ]]; then
+		moddir="$ROOT/$src"
+		grep -qE "^[[:space:]]*(require )?$module $version( |$)" "$moddir/go.mod" ||
+			die "$src/go.mod does not require $module $version (scripts/tools.env)"
+		dir+="-$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-12)"
+	fi
+	if ! go version -m "$dir/$name" 2>/dev/null | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+$module[[:space:]]+$version([[:space:]]|$)"; then
+		command -v go >/dev/null || die "go is not installed (the Go toolchain builds $name)"
+		log "building $name ($module $version; minutes on two cores; cached in $dir)"
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		if [[ -n "$moddir" ]]; then
+			(cd "$moddir" && GOBIN="$dir" GOFLAGS=-mod=readonly nice -n 10 go install -trimpath tool) >&2
+		else
+			GOBIN="$dir" nice -n 10 go install -trimpath "$src@$version" >&2
+		fi
+		[[ -x "$dir/$name" ]] || die "go install wrote no $name into $dir"
+	fi
+	printf '%s\n' "$dir/$name"
 }
 
 # python_bin: the bin directory of the project's one Python environment
