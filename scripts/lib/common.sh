@@ -153,7 +153,7 @@ cargo_tool() {
 # machine builds from nothing.
 GO_TOOLS_DIR="${GO_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/wordcount/go-tools}"
 go_tool() {
-	local name=$1 module=${2%@*} version=${2#*@} src=$3 moddir='' dir
+	local name=$1 module=${2%@*} version=${2#*@} src=$3 moddir='' dir lock
 	dir="$GO_TOOLS_DIR/$name-$version"
 	if [[ $src == tools/go/* ]]; then
 		moddir="$ROOT/$src"
@@ -161,18 +161,23 @@ go_tool() {
 			die "$src/go.mod does not require $module $version (scripts/tools.env)"
 		dir+="-$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-12)"
 	fi
-	if ! go version -m "$dir/$name" 2>/dev/null | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+$module[[:space:]]+$version([[:space:]]|$)"; then
+	mkdir -p "$GO_TOOLS_DIR"
+	# One build per pin at a time: gates run side by side wait for it.
+	exec {lock}>"$dir.lock"
+	flock "$lock"
+	if ! go version -m "$dir/$name" 2>/dev/null | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+${module}[[:space:]]+${version}([[:space:]]|$)"; then
 		command -v go >/dev/null || die "go is not installed (the Go toolchain builds $name)"
 		log "building $name ($module $version; minutes on two cores; cached in $dir)"
 		rm -rf "$dir"
 		mkdir -p "$dir"
 		if [[ -n "$moddir" ]]; then
-			(cd "$moddir" && GOBIN="$dir" GOFLAGS=-mod=readonly nice -n 10 go install -trimpath tool) >&2
+			(cd "$moddir" && GOBIN="$dir" GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go install -trimpath tool) >&2
 		else
 			GOBIN="$dir" nice -n 10 go install -trimpath "$src@$version" >&2
 		fi
 		[[ -x "$dir/$name" ]] || die "go install wrote no $name into $dir"
 	fi
+	exec {lock}>&-
 	printf '%s\n' "$dir/$name"
 }
 
