@@ -145,9 +145,10 @@ cargo_tool() {
 # program NAME, building it first unless a binary of exactly that version is
 # cached. With PKG it is `go install PKG@VERSION` (for modules whose go.mod has
 # no replace directives; checksums from the Go checksum database). With
-# tools/go/DIR it builds the `tool` of that small module, which requires
-# MODULE at VERSION, repeats the upstream replace directives, and whose
-# committed go.sum verifies every dependency. The version is checked with
+# tools/go/DIR it builds, as NAME, that small module's `tool` whose package
+# path ends in /NAME (or its only tool); the module requires MODULE at
+# VERSION, repeats the upstream replace directives, and its committed go.sum
+# verifies every dependency. The version is checked with
 # `go version -m`, not taken from the file name. Binaries are cached in
 # GO_TOOLS_DIR, one folder per pin, so a pin change builds anew and a fresh
 # machine builds from nothing.
@@ -161,17 +162,22 @@ go_tool() {
 			die "$src/go.mod does not require $module $version (scripts/tools.env)"
 		dir+="-$(cat "$moddir/go.mod" "$moddir/go.sum" | sha256sum | cut -c1-12)"
 	fi
-	if ! go version -m "$dir/$name" 2>/dev/null | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+$module[[:space:]]+$version([[:space:]]|$)"; then
+	if ! go version -m "$dir/$name" 2>/dev/null | grep -qE "^[[:space:]]+(mod|dep)[[:space:]]+${module}[[:space:]]+${version}([[:space:]]|$)"; then
 		command -v go >/dev/null || die "go is not installed (the Go toolchain builds $name)"
 		log "building $name ($module $version; minutes on two cores; cached in $dir)"
 		rm -rf "$dir"
 		mkdir -p "$dir"
 		if [[ -n "$moddir" ]]; then
-			(cd "$moddir" && GOBIN="$dir" GOFLAGS=-mod=readonly nice -n 10 go install -trimpath tool) >&2
+			local pkg
+			pkg=$(awk -v n="$name" '/^tool \($/ { block = 1; next } block && /^\)/ { block = 0 }
+				block || /^tool [^(]/ { all[++k] = $NF; if ($NF ~ ("/" n "$")) hit = $NF }
+				END { print hit != "" ? hit : (k == 1 ? all[1] : "") }' "$moddir/go.mod")
+			[[ -n "$pkg" ]] || die "$src/go.mod has no tool named $name"
+			(cd "$moddir" && GOFLAGS=-mod=readonly nice -n 10 go build -trimpath -o "$dir/$name" "$pkg") >&2
 		else
 			GOBIN="$dir" nice -n 10 go install -trimpath "$src@$version" >&2
 		fi
-		[[ -x "$dir/$name" ]] || die "go install wrote no $name into $dir"
+		[[ -x "$dir/$name" ]] || die "the build wrote no $name into $dir"
 	fi
 	printf '%s\n' "$dir/$name"
 }
