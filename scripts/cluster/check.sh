@@ -33,7 +33,8 @@
 #
 # Environment: CLUSTER_ETCD_PORT (default 17079), CLUSTER_ETCD_PEER_PORT
 # (17080), CLUSTER_APISERVER_PORT (17043); CLUSTER_START_TIMEOUT seconds
-# (default 180) for each server to become ready. The processes are stopped on
+# (default 180) for each server to become ready; WORDCOUNT_CRDS (default
+# ../shared/crds, as for make policy-check). The processes are stopped on
 # exit; the certificates, keys and etcd data live in a temp dir of this run.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
