@@ -169,7 +169,7 @@ browser-test: | debian-x86_64 ## [Debian/x86_64] The HTML page in headless chrom
 
 ## --- manifests and local environments (docs/deploy.md) -------------------------
 
-.PHONY: manifests manifests-check manifests-test dev dev-emulator-data mock-prod
+.PHONY: manifests manifests-check manifests-test cluster-check dev dev-emulator-data mock-prod
 manifests: ## Regenerate raw-yaml/ and compose.yaml from deploy/instances.toml
 	"$$(scripts/lib/python.sh)/python" scripts/manifests/generate.py
 
@@ -178,6 +178,9 @@ manifests-check: ## Fail if raw-yaml/ or compose.yaml differ from what deploy/in
 
 manifests-test: manifests-check | debian-x86_64 ## [Debian/x86_64] raw-yaml/: kubernetes-validate --strict, API allow-list, restricted profile (+negative tests), yamllint, checkov
 	scripts/manifests/test.sh
+
+cluster-check: | debian-x86_64 ## [Debian/x86_64] raw-yaml/, the release manifests asset and cosign/policy/ created on a real kube-apiserver + etcd on 127.0.0.1 (built from the Go module proxy; no kubelet: admitted, not run)
+	scripts/cluster/check.sh
 
 dev: ## Every instance on 127.0.0.1 with cargo only (the :8080, and :8081, ...); Ctrl-C stops all; DEV_SOURCE=sample|file|bigquery
 	scripts/manifests/dev.sh

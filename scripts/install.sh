@@ -34,6 +34,9 @@
 #                  downloads from GitHub); shellcheck
 #   observability  promtool, amtool, prometheus-alertmanager unpacked from
 #                  Debian's packages (see install_observability); PyYAML
+#   cluster        etcd, kube-apiserver and kubectl built from the Go module
+#                  proxy (go_tool, tools/go/etcd and tools/go/kubernetes);
+#                  openssl, curl
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
@@ -227,6 +230,12 @@ for group in "$@"; do
 		apt_install_missing shellcheck
 		;;
 	observability) install_observability ;;
+	cluster)
+		apt_install_missing openssl curl
+		go_tool etcd "$ETCD" tools/go/etcd >/dev/null
+		go_tool kube-apiserver "$KUBERNETES" tools/go/kubernetes >/dev/null
+		go_tool kubectl "$KUBERNETES" tools/go/kubernetes >/dev/null
+		;;
 	*) die "unknown group '$group' (see the header of scripts/install.sh)" ;;
 	esac
 done

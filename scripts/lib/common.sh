@@ -145,9 +145,10 @@ cargo_tool() {
 # program NAME, building it first unless a binary of exactly that version is
 # cached. With PKG it is `go install PKG@VERSION` (for modules whose go.mod has
 # no replace directives; checksums from the Go checksum database). With
-# tools/go/DIR it builds the `tool` of that small module, which requires
-# MODULE at VERSION, repeats the upstream replace directives, and whose
-# committed go.sum verifies every dependency. The version is checked with
+# tools/go/DIR it builds, as NAME, that small module's `tool` whose package
+# path ends in /NAME (or its only tool); the module requires MODULE at
+# VERSION, repeats the upstream replace directives, and its committed go.sum
+# verifies every dependency. The version is checked with
 # `go version -m`, not taken from the file name. Binaries are cached in
 # GO_TOOLS_DIR, one folder per pin, so a pin change builds anew and a fresh
 # machine builds from nothing.
@@ -171,11 +172,16 @@ go_tool() {
 		rm -rf "$dir"
 		mkdir -p "$dir"
 		if [[ -n "$moddir" ]]; then
-			(cd "$moddir" && GOBIN="$dir" GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go install -trimpath tool) >&2
+			local pkg
+			pkg=$(awk -v n="$name" '/^tool \($/ { block = 1; next } block && /^\)/ { block = 0 }
+				block || /^tool [^(]/ { all[++k] = $NF; if ($NF ~ ("/" n "$")) hit = $NF }
+				END { print hit != "" ? hit : (k == 1 ? all[1] : "") }' "$moddir/go.mod")
+			[[ -n "$pkg" ]] || die "$src/go.mod has no tool named $name"
+			(cd "$moddir" && GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go build -trimpath -o "$dir/$name" "$pkg") >&2
 		else
 			GOBIN="$dir" nice -n 10 go install -trimpath "$src@$version" >&2
 		fi
-		[[ -x "$dir/$name" ]] || die "go install wrote no $name into $dir"
+		[[ -x "$dir/$name" ]] || die "the build wrote no $name into $dir"
 	fi
 	exec {lock}>&-
 	printf '%s\n' "$dir/$name"

@@ -40,7 +40,7 @@ gate "kubernetes-validate $k8s --strict" \
 gate "allow-list and pod security ($k8s)" \
 	"$venv/bin/python" "$here/validate.py" --k8s-version "$k8s" "${manifests[@]}"
 gate "yamllint" "$venv/bin/yamllint" --strict -f parsable -c .yamllint raw-yaml/ compose.yaml .yamllint
-gate "shellcheck" shellcheck -x scripts/manifests/*.sh .devcontainer/post-create.sh
+gate "shellcheck" shellcheck -x scripts/manifests/*.sh scripts/cluster/*.sh .devcontainer/post-create.sh
 gate "unit tests" "$venv/bin/python" -m unittest discover -s "$here" -p 'test_*.py'
 # The two variables keep checkov offline (TOOLS.md); without them it tries
 # the network for its mapping and version check.
