@@ -82,7 +82,7 @@ ACTIONS = {
     "docker/setup-buildx-action": ["docker-hub"],
     # Runs tonistiigi/binfmt from Docker Hub.
     "docker/setup-qemu-action": ["docker-hub"],
-    "docker/login-action": ["ghcr"],
+    "docker/login-action": [],  # + the registry of its `registry:` input
     "docker/build-push-action": ["ghcr"],  # + its Dockerfile, followed
     "sigstore/cosign-installer": ["github", "github-downloads"],
     # Signs with Fulcio/Rekor (public repositories) or GitHub's instance
@@ -296,8 +296,10 @@ def step_needs(step: dict, follow: Follower) -> list[tuple[str, list[str]]]:
         if action not in ACTIONS:
             raise KeyError(f"action {action} has no entry in check-egress.py's ACTIONS table")
         needs = [(action, ACTIONS[action])]
+        w = step.get("with") or {}
+        if action == "docker/login-action":
+            needs.append((f"{action} registry: {w.get('registry')}", [registry_group(f"{w.get('registry') or 'docker.io'}/x")]))
         if action == "docker/build-push-action":
-            w = step.get("with") or {}
             needs += follow.dockerfile(str(w.get("file") or "Dockerfile"))
         return needs
     run = step.get("run")

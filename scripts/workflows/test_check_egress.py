@@ -75,6 +75,13 @@ class Egress(unittest.TestCase):
         self.assertFalse(ce.covered("x.blob.core.windows.net:80", {"*.blob.core.windows.net:443"}))
         self.assert_missing("image", "*.blob.core.windows.net:443", "upload-artifact", "actions/upload-artifact")
 
+    def test_login_needs_its_registry(self):
+        doc = release()
+        doc["jobs"]["publish"]["steps"].insert(1, {"uses": "docker/login-action@" + "0" * 40,
+                                                   "with": {"registry": "ghcr.io"}})
+        errors, _ = ce.check_workflow(doc, "release.yml", FOLLOW)
+        self.assertTrue(any("jobs.publish.steps[1]" in e and "needs ghcr.io:443" in e for e in errors), errors)
+
     def test_unneeded_host_is_a_warning(self):
         doc = release()
         doc["jobs"]["publish"]["steps"][0]["with"]["allowed-endpoints"] += " pypi.org:443"
