@@ -9,7 +9,8 @@ TOOLS below) of which tool or action contacts which hosts.
   uses: ACTION          ACTIONS[ACTION]; docker/build-push-action also
                         follows its Dockerfile: the `# syntax=` frontend and
                         each FROM (by registry), every RUN line as shell code
-                        (apk add, cargo install, xx-cargo's rustup ...)
+                        (apk add, cargo install, xx-cargo's rustup ...);
+                        docker/login-action the registry of its input
   run: make T...        the Makefile recipe of T and of its prerequisites
   run: SCRIPT [SUB]     the script; with SUB, only the `cmd_SUB` function or
                         the `SUB)` case branch, plus the script's functions
@@ -125,8 +126,6 @@ UNREACHED = [
 SCRIPT_REF = re.compile(
     r"""(?:^|[\s"'(;&|])(?:"?\$\{?ROOT\}?/|\./)?((?:scripts|cosign)/[\w./-]+)"?(?:[ \t]+([A-Za-z][\w-]*))?""")
 MAKE_CALL = re.compile(r"(?:^|[;&|(]\s*|\s)make\s+((?:[\w-]+\s*)+)")
-
-
 MESSAGE = re.compile(r"(?:^|[\s;&|(])(?:log|die|echo|printf|refuse|warn|ok|fail|check|gate)\s+[\"']|^\s*[\"']")
 QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
 PROSE_OPTION = re.compile(r"(?:--(?:notes|body|title)|-m)\s+(?:\"(?:[^\"\\]|\\.)*\"|'[^']*')")
