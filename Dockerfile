@@ -47,10 +47,12 @@ COPY --from=xx /usr/bin/ /usr/bin/
 # clang/lld: the cross C compiler and linker xx-cargo configures; `clang` and
 # `lld` are the names Alpine's default LLVM packages (clang20, lld20 in 3.22)
 # provide, so `=~20` holds while 20 is the default. musl-dev: the build
-# platform's libc for build scripts. The version pins make a
-# changed toolchain or libc.a (linked into the binary) a visible build
-# failure instead of a silent difference; Alpine drops superseded musl
-# versions, so a security update means bumping it.
+# platform's libc for build scripts (musl 1.2.5 in 3.22). The pins are
+# apk's fuzzy `=~` on the major (LLVM) or major.minor (musl) version: a new
+# toolchain or libc series (linked into the binary) is a visible build
+# failure, while Alpine's rebuilds (-rN; the mirror keeps only the newest)
+# still resolve. hadolint's DL3018 accepts `=~`; `make workflows-check`
+# refuses an exact version or revision here (check-pins.py).
 # cargo-chef gives a dependency layer that any registry cache can keep (BuildKit
 # cache mounts are not exported to CI caches); cargo-auditable embeds the
 # dependency list. The pins are scripts/tools.env's (build-image.sh and the
@@ -58,7 +60,7 @@ COPY --from=xx /usr/bin/ /usr/bin/
 # differ from that file).
 ARG CARGO_CHEF=0.1.78
 ARG CARGO_AUDITABLE=0.7.7
-RUN apk add --no-cache musl-dev=1.2.5-r12 clang=~20 lld=~20 \
+RUN apk add --no-cache musl-dev=~1.2 clang=~20 lld=~20 \
     && cargo install --locked --version "$CARGO_CHEF" cargo-chef \
     && cargo install --locked --version "$CARGO_AUDITABLE" cargo-auditable \
     && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
@@ -72,7 +74,7 @@ FROM chef AS musl
 # From here on, per target platform (still running on the build platform).
 ARG TARGETPLATFORM
 # The target's musl headers and libc.a, in the sysroot xx-clang uses.
-RUN xx-apk add --no-cache musl-dev=1.2.5-r12 \
+RUN xx-apk add --no-cache musl-dev=~1.2 \
     && xx-cargo --setup-target-triple
 # The same flags as scripts/image/build-static.sh, for this builder's paths:
 # the checkout, CARGO_HOME and the target dir are remapped so no build path is

@@ -18,6 +18,12 @@ Why each rule:
   * every pinned SHA must appear in the provenance table in docs/pipeline.md,
     so each pin records where it was checked (see that file).
 
+The Dockerfile's `apk add` / `xx-apk add` packages are pins too: each must be
+`name=~MAJOR` or `name=~MAJOR.MINOR` (apk's fuzzy match). Alpine's mirror
+keeps only the newest revision of a package, so an exact `=1.2.5-r12` breaks
+the build at the next rebuild, and an unpinned name lets a new series in
+unseen (hadolint's DL3018 asks for a version; `=~` satisfies it).
+
 Line-based on purpose: a YAML parser drops comments, and the comment is part of
 the rule. A `uses:` this scanner cannot read (flow style, several on a line) is
 an error rather than something silently skipped.
@@ -136,6 +142,27 @@ def provenance(pins: list[tuple[str, str, str, str]], table: str, table_name: st
     return errors
 
 
+APK_ADD = re.compile(r"\b(?:xx-)?apk add\b([^&;|]*)")
+APK_PIN = re.compile(r"^[a-z0-9][\w.+-]*=~\d+(?:\.\d+)?$")
+
+
+def apk_pins(text: str, name: str) -> list[str]:
+    """Every package of every `apk add` in a Dockerfile pinned by `=~X[.Y]`."""
+    errors = []
+    for lineno, line in enumerate(re.sub(r"\\\n", " ", text).splitlines(), start=1):
+        if line.lstrip().startswith("#"):
+            continue
+        for m in APK_ADD.finditer(line):
+            for pkg in (w for w in m.group(1).split() if not w.startswith("-")):
+                if APK_PIN.match(pkg):
+                    continue
+                why = ("an exact revision: Alpine keeps only the newest -rN" if re.search(r"-r\d+$", pkg)
+                       else "unpinned (hadolint DL3018)" if "=" not in pkg
+                       else "not a fuzzy major[.minor] pin")
+                errors.append(f"{name}: apk add {pkg}: {why}; pin it as NAME=~MAJOR.MINOR")
+    return errors
+
+
 def run(root: Path, provenance_file: Path | None) -> list[str]:
     files = workflow_files(root)
     if not files:
@@ -147,6 +174,8 @@ def run(root: Path, provenance_file: Path | None) -> list[str]:
         errors += e
         pins += p
     errors += consistency(pins)
+    if (root / "Dockerfile").is_file():
+        errors += apk_pins((root / "Dockerfile").read_text(encoding="utf-8"), "Dockerfile")
     if provenance_file is not None:
         if not provenance_file.is_file():
             errors.append(f"{provenance_file}: missing (it holds the pin provenance table)")

@@ -3,9 +3,16 @@
 # running it on GitHub. Each check runs even if an earlier one failed, so one
 # run lists every problem; the exit code is 1 if any failed.
 #
-#   1 unit tests of the two checkers below (incl. the negative cases)
+#   1 unit tests of the three checkers below (incl. the negative cases)
 #   2 check-pins.py    every `uses:` pinned to a full SHA with `# vX.Y.Z`,
-#                      one pin per action, each pin in docs/pipeline.md's table
+#                      one pin per action, each pin in docs/pipeline.md's table;
+#                      the Dockerfile's apk packages pinned `=~MAJOR[.MINOR]`
+#                      (no exact -rN revision)
+#   2b check-egress.py every job with egress-policy: block allows each host its
+#                      steps contact, derived by following what they run
+#                      (actions, make targets, scripts, install groups, the
+#                      Dockerfile) through one tool -> hosts table; an allowed
+#                      host no step needs is a warning
 #   3 check-policy.py  the house rules (permissions, timeouts, harden-runner,
 #                      persist-credentials, no pull_request_target, concurrency,
 #                      env-only interpolation, entry points only and existing,
@@ -109,10 +116,25 @@ dockerfile_pins_both() {
 	! dockerfile_pins "$tmp/Dockerfile.drift" >/dev/null
 }
 
-gate "unit tests (check-pins, check-policy)" unit_tests
+# The egress gate passes the real workflows and refuses a copy of release.yml
+# whose image job lost Docker Hub's CloudFront CDN, naming job and host.
+egress_both() {
+	"$PY" scripts/workflows/check-egress.py || return 1
+	grep -v '^ *production\.cloudfront\.docker\.com:443$' .github/workflows/release.yml >"$tmp/release.yml"
+	local out
+	if out="$("$PY" scripts/workflows/check-egress.py "$tmp/release.yml" 2>&1)"; then
+		echo "check-egress accepted a release.yml without production.cloudfront.docker.com" >&2
+		return 1
+	fi
+	grep -q 'jobs\.image\.steps\[[0-9]*\] (docker/build-push-action): needs production\.cloudfront\.docker\.com:443' <<<"$out" ||
+		{ echo "check-egress failed without naming the job, step and host: $out" >&2; return 1; }
+}
+
+gate "unit tests (check-pins, check-policy, check-egress)" unit_tests
 gate "Dockerfile ARG pins = scripts/tools.env (+ a drifted copy refused)" dockerfile_pins_both
 gate "SHA pins (check-pins.py)" "$PY" scripts/workflows/check-pins.py
 gate "house rules (check-policy.py)" "$PY" scripts/workflows/check-policy.py
+gate "egress allow-lists (check-egress.py, + a copy missing a host refused)" egress_both
 gate "schema (action-validator)" action_validator
 gate "security audit (zizmor)" zizmor_audit
 gate "yamllint" "$VENV_BIN/yamllint" -c .github/yamllint.yml -f parsable --strict .github/

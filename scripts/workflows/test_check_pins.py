@@ -146,5 +146,29 @@ class TreeRules(unittest.TestCase):
         self.assertEqual(len(check_pins.run(d, None)), 1)
 
 
+class ApkPins(unittest.TestCase):
+    def test_the_dockerfile_passes(self):
+        text = (HERE.parents[1] / "Dockerfile").read_text(encoding="utf-8")
+        self.assertIn("apk add", text)
+        self.assertEqual(check_pins.apk_pins(text, "Dockerfile"), [])
+
+    def test_fuzzy_major_minor_accepted(self):
+        self.assertEqual(check_pins.apk_pins("RUN apk add --no-cache musl-dev=~1.2 clang=~20\n", "D"), [])
+
+    def test_exact_revision_refused(self):
+        errs = check_pins.apk_pins("RUN xx-apk add --no-cache \\\n    musl-dev=1.2.5-r12 && true\n", "D")
+        self.assertEqual(len(errs), 1)
+        self.assertIn("musl-dev=1.2.5-r12: an exact revision", errs[0])
+
+    def test_fuzzy_with_revision_refused(self):
+        self.assertIn("an exact revision", check_pins.apk_pins("RUN apk add musl-dev=~1.2.5-r12\n", "D")[0])
+
+    def test_exact_version_and_unpinned_refused(self):
+        errs = check_pins.apk_pins("RUN apk add lld=20.1.8 clang\n", "D")
+        self.assertEqual(len(errs), 2)
+        self.assertIn("not a fuzzy", errs[0])
+        self.assertIn("unpinned", errs[1])
+
+
 if __name__ == "__main__":
     unittest.main()
