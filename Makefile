@@ -126,7 +126,7 @@ repro-check: image-tools ## Two clean builds of the static binary from HEAD must
 ## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
 
 .PHONY: local-release deploy signing-test
-local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest, sign it (per-run key), write the manifests asset
+local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest, sign + attest it with real cosign (per-run key), write the manifests asset
 	scripts/deploy/local-release.sh
 
 # DEPLOY_ARGS selects image, verification mode and target, e.g.
@@ -136,7 +136,7 @@ deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> 
 	scripts/install.sh deploy
 	scripts/deploy/deploy.sh $(DEPLOY_ARGS)
 
-signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
+signing-test: image ## Real cosign: both signature formats verify on their own; the signed image deploys; unsigned, moved-tag, other-key, copied, no-SBOM and tag refs are refused
 	scripts/deploy/signing-test.sh
 
 .PHONY: policy-check

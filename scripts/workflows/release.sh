@@ -17,7 +17,13 @@
 #   release.sh sign IMAGE@DIGEST DIR
 #                                   keyless: sign the digest and attest each
 #                                   platform's SBOM, in both signature formats,
-#                                   and a Sigstore bundle per file in DIR
+#                                   and a Sigstore bundle per file in DIR;
+#                                   with COSIGN_PRIVATE_KEY set, sign-key too
+#   release.sh sign-key IMAGE@DIGEST DIR
+#                                   the air-gapped path (cosign/README.md):
+#                                   sign the digest with COSIGN_PRIVATE_KEY and
+#                                   attest each image SBOM in DIR, legacy
+#                                   format only (`make local-release` runs it)
 #   release.sh verify-signed TAG IMAGE@DIGEST DIR
 #                                   before anything is published: the image,
 #                                   its attestations and provenance, and every
@@ -198,12 +204,20 @@ cmd_image_test() {
 readonly LEGACY=(--new-bundle-format=false --use-signing-config=false)
 readonly BUNDLE=(--new-bundle-format=true --use-signing-config=true)
 
+# image_sboms DIR: sets sboms to DIR's image SBOMs (one per platform).
+image_sboms() {
+	local f
+	sboms=()
+	for f in "$1"/*-image-linux-*.cdx.json; do [[ -e "$f" ]] && sboms+=("$f"); done
+	((${#sboms[@]})) || die "no image SBOM (*-image-linux-*.cdx.json) in $1"
+}
+
 cmd_sign() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
 	need_digest_ref "$ref"
 	command -v cosign >/dev/null || die "cosign is not installed"
-	local sboms=() f
-	for f in "$dir"/*-image-linux-*.cdx.json; do [[ -e "$f" ]] && sboms+=("$f"); done
+	local sboms f
+	image_sboms "$dir"
 	((${#sboms[@]} == ${#PLATFORMS[@]})) || die "expected one image SBOM per platform in $dir, found ${#sboms[@]}"
 	# Keyless: the certificate binds the signature to this workflow at this
 	# tag (the identity cosign/verify requires). --yes: no prompt in CI.
@@ -220,20 +234,28 @@ cmd_sign() {
 	}
 	sign_in legacy "${LEGACY[@]}"
 	sign_in bundle "${BUNDLE[@]}"
-	# The air-gapped path (cosign/README.md): only when the key is configured,
-	# and in the legacy format, the one key-based verifiers read.
-	if [[ -n "${COSIGN_PRIVATE_KEY:-}" ]]; then
-		cosign sign --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY "$ref"
-		for f in "${sboms[@]}"; do
-			cosign attest --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY --type cyclonedx --predicate "$f" "$ref"
-		done
-		log "signed $ref with the release key as well"
-	fi
+	# The air-gapped path: only when the key is configured.
+	[[ -z "${COSIGN_PRIVATE_KEY:-}" ]] || cmd_sign_key "$ref" "$dir"
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
 		cosign sign-blob --yes --bundle "$f.sigstore.json" "$f" >/dev/null
 		log "signed $(basename "$f")"
 	done
+}
+
+# The key-based signature, in the legacy format: the one key-based verifiers
+# read (cosign/verify --key, policy/kyverno-key.yaml's type: Cosign).
+cmd_sign_key() {
+	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
+	need_digest_ref "$ref"
+	[[ -n "${COSIGN_PRIVATE_KEY:-}" ]] || die "COSIGN_PRIVATE_KEY (the encrypted key PEM) is not set"
+	local sboms f
+	image_sboms "$dir"
+	cosign sign --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY "$ref"
+	for f in "${sboms[@]}"; do
+		cosign attest --yes "${LEGACY[@]}" --key env://COSIGN_PRIVATE_KEY --type cyclonedx --predicate "$f" "$ref"
+	done
+	log "signed and attested $ref with the release key (legacy format)"
 }
 
 # Every file in DIR: listed in SHA256SUMS with the right sum, and its Sigstore
@@ -351,6 +373,7 @@ assets) cmd_assets "$@" ;;
 manifests) cmd_manifests "$@" ;;
 image-test) cmd_image_test "$@" ;;
 sign) cmd_sign "$@" ;;
+sign-key) cmd_sign_key "$@" ;;
 verify-signed) cmd_verify_signed "$@" ;;
 publish) cmd_publish "$@" ;;
 verify) cmd_verify "$@" ;;

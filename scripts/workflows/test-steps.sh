@@ -4,10 +4,16 @@
 #   deploy-step.sh         which releases may be deployed, and where to: only
 #                          through the release's signed, summed manifests
 #                          asset, with the exact identity of its tag
-# deploy-step.sh runs in a scratch copy of the tree whose cosign/verify, gh,
-# cosign and deploy.sh are stubs that accept or refuse on demand, so the
-# script's own checks are what is tested (the real verifier has its own
-# tests: make signing-test).
+# Keyless signing and verification need Fulcio, Rekor and GitHub's OIDC
+# token, and gh needs GitHub; none is reachable here. So release.sh sign /
+# verify-signed and deploy-step.sh run against recorders standing in for
+# cosign and gh (they log their arguments and refuse on demand in the
+# negative cases), and the tests assert which identity and flags each step
+# asks for. deploy-step.sh runs in a scratch copy of the tree whose
+# cosign/verify and deploy.sh are recorders too, so its own checks are what
+# is tested. The real cosign runs these scripts' key-based path
+# (release.sh sign-key, cosign/verify --key, deploy.sh) in make
+# local-release, make mock-prod and make signing-test.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -52,7 +58,7 @@ expect "verify-signed: a tag that is not a release tag is refused" 1 "is not vMA
 expect "follow-up: a tag instead of a digest is refused" 1 "digests only" -- \
 	scripts/workflows/release.sh follow-up v1.0.0 ghcr.io/o/r:v1.0.0
 
-# --- release.sh manifests, sign, verify-signed (stub cosign, gh, cosign/verify)
+# --- release.sh manifests, sign, verify-signed (recorders for keyless cosign and gh)
 rel="$(mktemp -d -p "$SCRATCH")"
 mkdir -p "$rel/bin" "$rel/dist"
 cat >"$rel/bin/cosign" <<'EOF'
@@ -105,7 +111,7 @@ else
 	fail "sign: key path: $(grep -- --key "$REL_LOG")"
 fi
 for f in "$rel/dist"/*; do [[ "$f" == *.sigstore.json ]] || touch "$f.sigstore.json"; done
-# cosign/verify of the real tree with the stub cosign on PATH: version + all checks.
+# cosign/verify of the real tree with the recorder on PATH: version + all checks.
 cat >>"$rel/bin/cosign" <<'EOF'
 [ "$1" = version ] && echo "GitVersion:    v3.0.6"
 [ "$1" = download ] && echo '{"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}'
@@ -138,7 +144,7 @@ cp scripts/workflows/deploy-step.sh "$tmp/scripts/workflows/"
 cp scripts/lib/common.sh "$tmp/scripts/lib/"
 cp scripts/tools.env "$tmp/scripts/"
 cp cosign/identity.env "$tmp/cosign/"
-# Stubs: cosign/verify accepts or refuses on demand and records its arguments;
+# Recorders: cosign/verify accepts or refuses on demand and records its arguments;
 # `gh release download` copies $tmp/release; `cosign verify-blob` records the
 # identity and refuses when STUB_BLOB_REFUSE is set; deploy.sh records.
 cat >"$tmp/cosign/verify" <<'EOF'
