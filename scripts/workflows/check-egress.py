@@ -116,13 +116,6 @@ TOOLS = [
     (r"\bkubectl\b", ["gke"]),
 ]
 
-# Followed code that no workflow reaches, with the reason (file, regex).
-UNREACHED = [
-    # --with-imgsign (the offline rehearsal without a cosign binary) is never
-    # passed by a workflow; it is the only path to these install.sh calls.
-    ("cosign/verify", r"scripts/install\.sh"),
-]
-
 SCRIPT_REF = re.compile(
     r"""(?:^|[\s"'(;&|])(?:"?\$\{?ROOT\}?/|\./)?((?:scripts|cosign)/[\w./-]+)"?(?:[ \t]+([A-Za-z][\w-]*))?""")
 MAKE_CALL = re.compile(r"(?:^|[;&|(]\s*|\s)make\s+((?:[\w-]+\s*)+)")
@@ -213,11 +206,8 @@ class Follower:
                         done.add(name)
                         todo.append(fbody)
         where = rel + (f" {arg}" if arg else "")
-        skip = [rx for f, rx in UNREACHED if f == rel]
         out = []
         for line in chosen:
-            if any(re.search(rx, line) for rx in skip):
-                continue
             out += self.shell(line, where, seen)
         return out
 
