@@ -139,6 +139,10 @@ deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> 
 signing-test: image ## Signed image verifies and deploys; unsigned, moved-tag, other-key, copied and tag refs are refused
 	scripts/deploy/signing-test.sh
 
+.PHONY: keyless-test
+keyless-test: | debian-x86_64 ## [Debian/x86_64] Keyless identity with real cosign and a per-run CA as Fulcio: cosign/verify --tag, deploy step, README verify-blob accept the release, refuse another tag/workflow/repository/issuer/CA
+	scripts/deploy/keyless-test.sh
+
 .PHONY: policy-check
 policy-check: ## cosign/policy/ against the upstream CRD schemas (../shared/crds), offline, unknown fields refused (+negative tests)
 	scripts/policy/check.sh
