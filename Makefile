@@ -139,6 +139,14 @@ deploy: | debian-x86_64 ## [Debian/x86_64] Resolve -> verify (cosign/verify) -> 
 signing-test: image ## Real cosign: both signature formats verify on their own; the signed image deploys; unsigned, moved-tag, other-key, copied, no-SBOM and tag refs are refused
 	scripts/deploy/signing-test.sh
 
+.PHONY: keyless-test
+keyless-test: | debian-x86_64 ## [Debian/x86_64] Keyless identity with real cosign and a per-run CA as Fulcio: cosign/verify --tag, deploy step, README verify-blob accept the release, refuse another tag/workflow/repository/issuer/CA
+	scripts/deploy/keyless-test.sh
+
+.PHONY: admission-test
+admission-test: | debian-x86_64 ## [Debian/x86_64] cosign/policy/ evaluated by policy-controller's tester and the Kyverno CLI (trust root swapped per run): release admitted; unsigned, other identity, no SBOM refused
+	scripts/policy/admission-test.sh
+
 .PHONY: policy-check
 policy-check: ## cosign/policy/ against the upstream CRD schemas (../shared/crds), offline, unknown fields refused (+negative tests)
 	scripts/policy/check.sh

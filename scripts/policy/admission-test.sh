@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# make admission-test: the admission policies in cosign/policy/, evaluated
+# by the engines themselves against images in a loopback registry.
+#
+#   policy-controller-keyless.yaml  policy-controller's own tester
+#   kyverno-key.yaml                the Kyverno CLI (kubectl-kyverno apply)
+#
+# Each policy is the shipped file with only its trust root swapped, derived
+# per run by scripts/policy/for-test.py. The trust root is made per run: a
+# private CA standing in for Fulcio (scripts/deploy/keyless-ca.py, identity
+# from cosign/identity.env), an RFC 3161 timestamp authority (openssl ts)
+# standing in for Rekor as the source of signing time, and a cosign key pair
+# for the key-based policy. Real cosign signs; every policy must admit the
+# release-signed image and refuse an unsigned image, an image signed by
+# another identity (key), and an image signed without the SBOM attestation
+# — except where cosign/policy/README.md says a policy does not check that.
+#
+# kyverno-keyless.yaml is not evaluated: Kyverno's SigstoreBundle verifier
+# takes its trusted root only from Sigstore's TUF repository, so a private
+# CA cannot stand in for Fulcio (cosign/policy/README.md).
+#
+# Environment: ADMISSION_TEST_PORT (default 5058; the registry, and the
+# timestamp authority on the next port).
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+cd "$ROOT"
+# shellcheck source=cosign/identity.env
+source cosign/identity.env
+
+cosign_bin="$(go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign)"
+crane="$(go_tool crane "$CRANE" github.com/google/go-containerregistry/cmd/crane)"
+tester="$(go_tool tester "$POLICY_CONTROLLER" tools/go/policy-tester)"
+kyverno_cli="$(go_tool kubectl-kyverno "$KYVERNO" tools/go/kyverno)"
+py="$(python_bin)/python"
+apt_install_missing docker-registry openssl
+export PATH="${cosign_bin%/*}:$PATH"
+
+port="${ADMISSION_TEST_PORT:-5058}"
+export REGISTRY_PORT="$port" REGISTRY_STATE_DIR="$SCRATCH/registry"
+scripts/deploy/registry.sh start
+at_exit scripts/deploy/registry.sh stop
+registry="$(scripts/deploy/registry.sh addr)"
+repo="$registry/${WORDCOUNT_IMAGE_REPOSITORY#*/}"
+
+W="$SCRATCH/admission"
+mkdir -p "$W"
+ca() { "$py" scripts/deploy/keyless-ca.py "$@"; }
+ca ca "$W/fulcio"
+ca tsa "$W/fulcio" "$W/tsa"
+"$py" scripts/deploy/keyless-ca.py serve-tsa "$W/tsa" "$W/fulcio" $((port + 1)) &
+tsa_pid=$!
+at_exit "kill $tsa_pid"
+export COSIGN_PASSWORD=''
+cosign generate-key-pair --output-key-prefix "$W/signer" >/dev/null 2>&1
+cosign generate-key-pair --output-key-prefix "$W/other" >/dev/null 2>&1
+
+# The test's TrustRoot for policy-controller: the CA and the timestamp
+# authority, no transparency or CT log.
+b64() { base64 -w0 "$@"; }
+cat >"$W/trustroot.yaml" <<-YAML
+	apiVersion: policy.sigstore.dev/v1alpha1
+	kind: TrustRoot
+	metadata:
+	  name: wordcount-test
+	spec:
+	  sigstoreKeys:
+	    certificateAuthorities:
+	      - subject: {organization: wordcount test, commonName: test CA}
+	        uri: https://fulcio.test.invalid
+	        certChain: $(b64 "$W/fulcio.pem")
+	    timestampAuthorities:
+	      - subject: {organization: wordcount test, commonName: test TSA}
+	        uri: http://127.0.0.1:$((port + 1))
+	        certChain: $(cat "$W/tsa.pem" "$W/fulcio.pem" | b64)
+YAML
+"$py" scripts/policy/for-test.py cosign/policy/policy-controller-keyless.yaml "$W/pc.yaml" \
+	--registry "$registry" --trust-root wordcount-test
+"$py" scripts/policy/for-test.py cosign/policy/kyverno-key.yaml "$W/kyverno-key.yaml" \
+	--registry "$registry" --public-key "$W/signer.pub"
+
+# quiet CMD...: CMD's output only when it fails.
+quiet() { "$@" >"$SCRATCH/quiet" 2>&1 || { cat "$SCRATCH/quiet" >&2; return 1; }; }
+
+# image CASE: a new image in the loopback registry -> prints REPO@DIGEST.
+image() {
+	printf '%s\n' "$1" >"$W/content" && tar -C "$W" -czf "$W/layer.tgz" content
+	"$crane" append --insecure -f "$W/layer.tgz" -t "$repo:$1" 2>/dev/null
+}
+# keyless REF IDENTITY TYPE PREDICATE: the release's bundle-format signature
+# and one attestation of TYPE (timestamped by the test's timestamp authority:
+# cosign v3.0.6 does not timestamp a key-signed image signature bundle) with
+# a certificate for IDENTITY, no transparency log.
+keyless() {
+	local ref=$1 id=$2 opts
+	ca leaf "$W/fulcio" "$W/signer.pub" "$W/cert.pem" --identity "$id" --issuer "$WORDCOUNT_OIDC_ISSUER"
+	opts=(--yes --key "$W/signer.key" --certificate "$W/cert.pem" --certificate-chain "$W/fulcio.pem"
+		--tlog-upload=false --new-bundle-format=true --use-signing-config=false)
+	quiet cosign sign "${opts[@]}" "$ref"
+	quiet cosign attest "${opts[@]}" --timestamp-server-url "http://127.0.0.1:$((port + 1))/" \
+		--type "$3" --predicate "$4" "$ref"
+}
+# keyed REF KEY [--with-sbom]: the key-based release signature (legacy format).
+keyed() {
+	local opts=(--yes --key "$2" --tlog-upload=false --new-bundle-format=false --use-signing-config=false)
+	quiet cosign sign "${opts[@]}" "$1"
+	[[ "${3:-}" != --with-sbom ]] ||
+		quiet cosign attest "${opts[@]}" --type cyclonedx --predicate sbom/wordcount.cdx.json "$1"
+}
+
+identity="$(wordcount_identity_for v1.0.0)"
+other="https://github.com/${WORDCOUNT_GITHUB_REPOSITORY%/*}-fork/${WORDCOUNT_GITHUB_REPOSITORY#*/}/$WORDCOUNT_RELEASE_WORKFLOW@refs/tags/v1.0.0"
+release="$(image release)"
+sbom=(cyclonedx sbom/wordcount.cdx.json)
+# Signed, but what is attested is not an SBOM: refused for the SBOM alone.
+echo '{"note": "not an SBOM"}' >"$W/other.json"
+not_sbom=(https://example.com/not-an-sbom "$W/other.json")
+keyless "$release" "$identity" "${sbom[@]}"
+keyed "$release" "$W/signer.key" --with-sbom
+unsigned="$(image unsigned)"
+other_id="$(image other-identity)"
+keyless "$other_id" "$other" "${sbom[@]}"
+keyed "$other_id" "$W/other.key" --with-sbom
+no_sbom="$(image no-sbom)"
+keyless "$no_sbom" "$identity" "${not_sbom[@]}"
+keyed "$no_sbom" "$W/signer.key"
+
+policy_controller() { "$tester" --policy "$W/pc.yaml" --trustroot "$W/trustroot.yaml" --log-level error --image "$1"; }
+kyverno_key() {
+	cat >"$W/pod.yaml" <<-YAML
+		apiVersion: v1
+		kind: Pod
+		metadata: {name: wordcount, namespace: wordcount}
+		spec:
+		  containers: [{name: wordcount, image: "$1"}]
+	YAML
+	# An image the policy does not match passes with nothing checked: admitted
+	# means its rules applied and passed, refused that they applied and
+	# failed; anything else (an error) is exit 2.
+	"$kyverno_cli" apply "$W/kyverno-key.yaml" --resource "$W/pod.yaml" --registry --remove-color >"$W/kyverno.out" 2>&1 || true
+	cat "$W/kyverno.out"
+	if grep -qE 'pass: [1-9][0-9]*, fail: 0, warn: 0, error: 0' "$W/kyverno.out"; then return 0; fi
+	if grep -qE 'pass: 0, fail: [1-9][0-9]*, warn: 0, error: 0' "$W/kyverno.out"; then return 1; fi
+	return 2
+}
+# verdict ENGINE CASE REF admit|refuse
+verdict() {
+	local rc=0
+	"$1" "$3" >"$SCRATCH/out" 2>&1 || rc=$?
+	if { [[ $4 == admit ]] && ((rc == 0)); } || { [[ $4 == refuse ]] && ((rc == 1)); }; then
+		ok "$1: $4s $2"
+		# The engine's reason, so a refusal for the wrong reason shows.
+		[[ $4 == admit ]] || grep -m1 -oE '"errors":\["[^"]{0,200}|failed to verify image [^|]{0,300}' "$SCRATCH/out" | sed 's/^/       /' || true
+	else
+		fail "$1: should $4 $2 (exit $rc)"
+		tail -15 "$SCRATCH/out" | sed 's/^/       /'
+	fi
+}
+
+verdict policy_controller "the release-signed image" "$release" admit
+verdict policy_controller "an unsigned image" "$unsigned" refuse
+verdict policy_controller "an image signed by another identity" "$other_id" refuse
+verdict policy_controller "an image signed without the SBOM attestation" "$no_sbom" refuse
+verdict kyverno_key "the image signed with the release key" "$release" admit
+verdict kyverno_key "an unsigned image" "$unsigned" refuse
+verdict kyverno_key "an image signed by another key" "$other_id" refuse
+# The key-based policy checks the signature only (cosign/policy/README.md).
+verdict kyverno_key "an image signed without the SBOM attestation (signature only)" "$no_sbom" admit
+
+printf '\nadmission-test: %d passed, %d failed\n' "$passed" "$failed"
+((failed == 0))
