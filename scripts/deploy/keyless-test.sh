@@ -95,18 +95,18 @@ deploy() { # deploy TAG REF ASSET
 	scripts/deploy/deploy.sh --release-manifests "$3" --tag "$1" --target render \
 		--allow-http-registry --out "$SCRATCH/rendered"
 }
-# refused DESCRIPTION CMD...: CMD must exit 1 (refused), not 0, nor 2 (a
-# usage or tooling problem that would prove nothing).
+# refused REASON DESCRIPTION CMD...: CMD must exit 1 (refused), not 0, nor 2
+# (a usage or tooling problem that would prove nothing), and its output must
+# carry cosign's own REASON, so a refusal for another cause (an unreachable
+# registry, a missing file) fails the check.
 refused() {
-	local what=$1 rc=0
-	shift
+	local reason=$1 what=$2 rc=0
+	shift 2
 	"$@" >"$SCRATCH/out" 2>&1 || rc=$?
-	if ((rc == 1)); then
+	if ((rc == 1)) && grep -qF -- "$reason" "$SCRATCH/out"; then
 		ok "$what"
-		# cosign's own reason, so a refusal for the wrong reason shows.
-		grep -m1 -E 'Error:' "$SCRATCH/out" | sed 's/^ *\(cosign: \)\{0,1\}/       /' | cut -c1-230 || true
 	else
-		fail "$what (exit $rc, want 1)"
+		fail "$what (exit $rc, want 1 with \"$reason\")"
 		tail -20 "$SCRATCH/out" | sed 's/^/       /'
 	fi
 }
@@ -119,21 +119,25 @@ check "the release: cosign/verify (any release tag) accepts it" cosign/verify --
 check "the release: deploy.sh --release-manifests --tag $good_tag verifies and renders it" deploy "$good_tag" "$good_ref" "$good_asset"
 check "the release: the README's verify-blob accepts its manifests asset" readme "$good_tag" "$good_asset"
 
-refused "another tag: cosign/verify --tag $newer_tag refuses $good_tag's image" \
+san='expected SAN value'
+refused "$san" "another tag: cosign/verify --tag $newer_tag refuses $good_tag's image" \
 	cosign/verify --allow-http-registry --tag "$newer_tag" "$good_ref"
-refused "another tag: deploy.sh --tag $newer_tag refuses $good_tag's asset" deploy "$newer_tag" "$good_ref" "$good_asset"
-refused "another tag: the README's verify-blob for $newer_tag refuses $good_tag's asset" readme "$newer_tag" "$good_asset"
+refused "$san" "another tag: deploy.sh --tag $newer_tag refuses $good_tag's asset" deploy "$newer_tag" "$good_ref" "$good_asset"
+refused "$san" "another tag: the README's verify-blob for $newer_tag refuses $good_tag's asset" readme "$newer_tag" "$good_asset"
 
-for c in "other-workflow fulcio $other_workflow $WORDCOUNT_OIDC_ISSUER" \
-	"other-repository fulcio $other_repo $WORDCOUNT_OIDC_ISSUER" \
-	"other-issuer fulcio $identity https://accounts.google.com" \
-	"other-ca other-ca $identity $WORDCOUNT_OIDC_ISSUER"; do
-	read -r name ca id issuer <<<"$c"
+# Each case with the reason cosign must give: the identity (SAN), the issuer,
+# or the certificate chain.
+for c in "other-workflow fulcio $other_workflow $WORDCOUNT_OIDC_ISSUER expected_SAN_value" \
+	"other-repository fulcio $other_repo $WORDCOUNT_OIDC_ISSUER expected_SAN_value" \
+	"other-issuer fulcio $identity https://accounts.google.com expected_issuer_value" \
+	"other-ca other-ca $identity $WORDCOUNT_OIDC_ISSUER leaf_certificate_verification_failed"; do
+	read -r name ca id issuer reason <<<"$c"
+	reason=${reason//_/ }
 	release "$name" "$ca" "$id" "$issuer"
-	refused "$name: cosign/verify --tag $good_tag refuses it" cosign/verify --allow-http-registry --tag "$good_tag" "$ref"
-	refused "$name: cosign/verify (any release tag) refuses it" cosign/verify --allow-http-registry "$ref"
-	refused "$name: deploy.sh --tag $good_tag refuses it" deploy "$good_tag" "$ref" "$asset"
-	refused "$name: the README's verify-blob refuses its asset" readme "$good_tag" "$asset"
+	refused "$reason" "$name: cosign/verify --tag $good_tag refuses it" cosign/verify --allow-http-registry --tag "$good_tag" "$ref"
+	refused "$reason" "$name: cosign/verify (any release tag) refuses it" cosign/verify --allow-http-registry "$ref"
+	refused "$reason" "$name: deploy.sh --tag $good_tag refuses it" deploy "$good_tag" "$ref" "$asset"
+	refused "$reason" "$name: the README's verify-blob refuses its asset" readme "$good_tag" "$asset"
 done
 
 printf '\nkeyless-test: %d passed, %d failed\n' "$passed" "$failed"
