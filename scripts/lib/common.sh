@@ -135,7 +135,8 @@ cargo_tool() {
 	# off its build lock. Fat LTO and one codegen unit (some of these crates
 	# ask for them) make a cold install minutes slower on two cores for a tool
 	# that runs for seconds; these overrides win over the crates' manifests.
-	local dir="${TMPDIR:-/tmp}/wordcount-tool-build/$crate"
+	local dir
+	dir="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-tool-build-$crate.XXXXXX")"
 	CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
 		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
 	rm -rf "$dir"
