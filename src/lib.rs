@@ -76,7 +76,14 @@ pub async fn build(config: &Config) -> Result<App> {
         ),
     };
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
-    let cache = Cache::new(source, config.word_match, config.cache_ttl, Arc::clone(&metrics), Arc::clone(&readiness));
+    let cache = Cache::new(
+        source,
+        config.word.clone(),
+        config.word_match,
+        config.cache_ttl,
+        Arc::clone(&metrics),
+        Arc::clone(&readiness),
+    );
     let state = State {
         word: config.word.clone(),
         word_match: config.word_match,
@@ -103,7 +110,7 @@ impl App {
     /// source is queried right away (and retried with back-off until it
     /// answers), so the instance turns ready without waiting for a user.
     pub async fn run(self, public: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()>) {
-        let warmup = tokio::spawn(Arc::clone(&self.state.cache).warm_up(self.state.word.clone()));
+        let warmup = tokio::spawn(Arc::clone(&self.state.cache).warm_up());
         server::run(public, admin, self.state, self.limits, shutdown).await;
         warmup.abort();
     }

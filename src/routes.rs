@@ -260,7 +260,7 @@ async fn dispatch<B>(
             response
         }
         Route::Hello => text(StatusCode::OK, HELLO, "public, max-age=3600"),
-        Route::Index | Route::Counts => match state.cache.get(&state.word, trace).await {
+        Route::Index | Route::Counts => match state.cache.get(trace).await {
             Ok(served) if route == Route::Index => index_page(state, &served, request_id),
             Ok(served) => counts_json(state, &served, request_id),
             Err(err) => unavailable(route, state, &err, request_id),
@@ -271,7 +271,7 @@ async fn dispatch<B>(
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"), "no-store"),
         },
         Route::Metrics => {
-            let body = state.metrics.encode(state.cache.data_age(&state.word));
+            let body = state.metrics.encode(state.cache.data_age());
             let mut response = respond(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8", "no-store");
             // prometheus-client writes the OpenMetrics text format.
             response.headers_mut().insert(
