@@ -38,6 +38,7 @@ pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -45,7 +46,7 @@ use tokio::net::TcpListener;
 pub use error::{Error, Result};
 
 use crate::cache::Cache;
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, ServerSettings, SourceKind};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::routes::State;
@@ -65,42 +66,47 @@ pub struct App {
 /// Builds the data source, cache and metrics from `config`. Fails with
 /// [`Error::Config`] for a data file or credentials that cannot work.
 pub async fn build(config: &Config) -> Result<App> {
-    let metrics = Arc::new(Metrics::new(&config.word, config.source.kind(), &routes::SERVED_ROUTES));
-    let (source, source_label): (Arc<dyn CountsSource>, String) = match &config.source {
-        SourceConfig::Sample => (Arc::new(SampleSource), "the sample table compiled into this binary".into()),
+    let settings = &config.source;
+    let metrics = Arc::new(Metrics::new(&settings.word, settings.kind.name(), &routes::SERVED_ROUTES));
+    let (source, source_label): (Arc<dyn CountsSource>, String) = match settings.kind {
+        SourceKind::Sample => (Arc::new(SampleSource), "the sample table compiled into this binary".into()),
         // The kind only: the server's file paths are not the public's business.
-        SourceConfig::File(path) => (Arc::new(FileSource::open(path)?), "a data file".into()),
-        SourceConfig::BigQuery(bq) => (
-            Arc::new(bigquery::BigQuerySource::connect(bq.clone(), Arc::clone(&metrics)).await?),
-            format!("BigQuery table {}", bq.table),
+        // Config::check requires DATA_FILE here; were it unset, "" fails to open.
+        SourceKind::File => {
+            let path = settings.data_file.as_deref().unwrap_or(Path::new(""));
+            (Arc::new(FileSource::open(path)?), "a data file".into())
+        }
+        SourceKind::BigQuery => (
+            Arc::new(bigquery::BigQuerySource::connect(config.bigquery.clone(), Arc::clone(&metrics)).await?),
+            format!("BigQuery table {}", config.bigquery.table),
         ),
     };
     let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
     let cache = Cache::new(
         source,
-        config.word.clone(),
-        config.word_match,
-        config.cache_ttl,
+        settings.word.clone(),
+        settings.word_match,
+        settings.cache_ttl,
         Arc::clone(&metrics),
         Arc::clone(&readiness),
     );
     let state = State {
-        word: config.word.clone(),
-        word_match: config.word_match,
+        word: settings.word.clone(),
+        word_match: settings.word_match,
         source_label,
         cache,
         metrics,
         readiness,
-        request_timeout: config.request_timeout,
+        request_timeout: config.server.request_timeout,
         rendered_html: Default::default(),
         rendered_json: Default::default(),
     };
-    Ok(App { state: Arc::new(state), limits: Limits::new(config) })
+    Ok(App { state: Arc::new(state), limits: Limits::new(&config.server) })
 }
 
 impl App {
     /// Binds the public and admin listeners from `config`.
-    pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, TcpListener)> {
+    pub async fn bind(config: &ServerSettings) -> std::io::Result<(TcpListener, TcpListener)> {
         let public = server::listen(SocketAddr::new(config.bind_address, config.port))?;
         let admin = server::listen(SocketAddr::new(config.bind_address, config.admin_port))?;
         Ok((public, admin))

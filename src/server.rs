@@ -40,7 +40,7 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
-use crate::config::Config;
+use crate::config::ServerSettings;
 use crate::render::Body;
 use crate::routes::{self, Listener, State};
 
@@ -58,7 +58,7 @@ pub struct Limits {
 impl Limits {
     /// The limits `config` sets, with `MAX_CONNECTIONS` lowered to what the
     /// open-file limit allows.
-    pub fn new(config: &Config) -> Limits {
+    pub fn new(config: &ServerSettings) -> Limits {
         Limits {
             header_read_timeout: config.header_read_timeout,
             write_timeout: config.write_timeout,
