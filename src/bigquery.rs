@@ -285,7 +285,7 @@ impl BigQuerySource {
                 let Some(stats) = job.statistics.and_then(|s| s.query) else { return };
                 let billed = stats.total_bytes_billed.and_then(|b| b.parse().ok()).unwrap_or(0);
                 let processed = stats.total_bytes_processed.and_then(|b| b.parse().ok()).unwrap_or(0);
-                self.metrics.observe_bytes(billed, processed);
+                self.metrics.source.observe_bytes(billed, processed);
                 tracing::debug!(bytes_billed = billed, "query billed");
             }
             Err(err) => tracing::debug!(reason = err.reason(), "job statistics unavailable"),

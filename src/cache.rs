@@ -150,18 +150,18 @@ impl Cache {
         if let Some(good) = &slot.good
             && now < good.fetched + self.ttl
         {
-            self.metrics.observe_cache(CacheResult::Hit);
+            self.metrics.cache.observe(CacheResult::Hit);
             let served = Served { snapshot: good.clone(), stale: false, fresh_for: good.fetched + self.ttl - now };
             return Lookup::Done(Ok(served));
         }
         let backing_off = slot.retry_at.is_some_and(|at| now < at);
         match (&slot.good, &slot.last_error) {
             (Some(good), _) if backing_off => {
-                self.metrics.observe_cache(CacheResult::Stale);
+                self.metrics.cache.observe(CacheResult::Stale);
                 return Lookup::Done(Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO }));
             }
             (None, Some(err)) if backing_off => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 return Lookup::Done(Err(err.clone()));
             }
             _ => {}
@@ -195,19 +195,19 @@ impl Cache {
         };
         match (outcome, fallback) {
             (Some(Ok(snapshot)), _) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Ok(Served { snapshot, stale: false, fresh_for: self.ttl })
             }
             (_, Some(good)) => {
-                self.metrics.observe_cache(CacheResult::Stale);
+                self.metrics.cache.observe(CacheResult::Stale);
                 Ok(Served { snapshot: good, stale: true, fresh_for: Duration::ZERO })
             }
             (Some(Err(err)), None) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Err(err)
             }
             (None, None) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Err(Error::Transport("the refresh task ended without an answer".into()))
             }
         }
@@ -246,7 +246,7 @@ impl Cache {
             let kind = cache.source.kind();
             let outcome = match result {
                 Ok(counts) => {
-                    cache.metrics.observe_query(kind, elapsed, None);
+                    cache.metrics.source.observe_query(kind, elapsed, None);
                     tracing::info!(
                         source = kind,
                         rows = counts.rows.len() as u64,
@@ -256,7 +256,7 @@ impl Cache {
                     Ok(Arc::new(Snapshot::new(counts)))
                 }
                 Err(err) => {
-                    cache.metrics.observe_query(kind, elapsed, Some(err.reason()));
+                    cache.metrics.source.observe_query(kind, elapsed, Some(err.reason()));
                     tracing::warn!(source = kind, reason = err.reason(), error = %err, "data refresh failed");
                     Err(err)
                 }

@@ -3,8 +3,9 @@
 //!
 //! Modules, one concern each, in the order a request meets them:
 //! - [`server`]: listeners, connection limits, graceful shutdown, signals
-//! - [`routes`]: the HTTP endpoints, response headers, rendered-body memo
+//! - [`routes`]: the HTTP endpoints, rendered-body memo
 //! - [`render`]: the HTML page and the JSON body
+//! - [`response`]: every response, with its security headers and CSP
 //! - [`cache`]: TTL cache with single flight and stale-on-error; warm-up
 //! - [`source`]: the domain types, the counts-source trait, the sample and
 //!   file sources
@@ -30,6 +31,7 @@ pub mod fuzzing;
 pub mod metrics;
 pub mod readiness;
 pub mod render;
+pub mod response;
 pub mod routes;
 pub mod server;
 pub mod source;
