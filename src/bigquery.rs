@@ -46,7 +46,7 @@ use gcp_bigquery_client::model::table_schema::TableSchema;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use crate::config::BigQueryConfig;
+use crate::config::BigQuerySettings;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::source::WordMatch;
@@ -68,7 +68,9 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 const MAX_SERVER_WAIT: Duration = Duration::from_secs(10);
 
 pub struct BigQuerySource {
-    config: BigQueryConfig,
+    config: BigQuerySettings,
+    /// `BIGQUERY_PROJECT`, which [`crate::config::Config::check`] requires.
+    project: String,
     /// `{endpoint}/bigquery/v2`.
     v2_url: reqwest::Url,
     http: reqwest::Client,
@@ -80,14 +82,15 @@ pub struct BigQuerySource {
 impl BigQuerySource {
     /// Checks what can be checked without the network: a configured key file
     /// must be readable and valid, or start-up stops with a config error.
-    pub async fn connect(config: BigQueryConfig, metrics: Arc<Metrics>) -> Result<Self> {
+    pub async fn connect(config: BigQuerySettings, metrics: Arc<Metrics>) -> Result<Self> {
+        let project = config.project.clone().ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is not set"))?;
         let auth = Credentials::new(&config)?;
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
         let v2_url = reqwest::Url::parse(&format!("{root}/bigquery/v2"))
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("{root:?}: {e}")))?;
         let http = http_client(&config)
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
-        Ok(BigQuerySource { v2_url, config, http, auth, metrics })
+        Ok(BigQuerySource { v2_url, config, project, http, auth, metrics })
     }
 
     /// `timeoutMs` for BigQuery: how long it may hold a call open waiting for
@@ -133,7 +136,7 @@ impl BigQuerySource {
     fn url(&self, path: &[&str]) -> reqwest::Url {
         let mut url = self.v2_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
-            segments.push("projects").push(&self.config.project).extend(path);
+            segments.push("projects").push(&self.project).extend(path);
         }
         url
     }
@@ -282,7 +285,7 @@ impl BigQuerySource {
                 let Some(stats) = job.statistics.and_then(|s| s.query) else { return };
                 let billed = stats.total_bytes_billed.and_then(|b| b.parse().ok()).unwrap_or(0);
                 let processed = stats.total_bytes_processed.and_then(|b| b.parse().ok()).unwrap_or(0);
-                self.metrics.observe_bytes(billed, processed);
+                self.metrics.source.observe_bytes(billed, processed);
                 tracing::debug!(bytes_billed = billed, "query billed");
             }
             Err(err) => tracing::debug!(reason = err.reason(), "job statistics unavailable"),
@@ -307,7 +310,7 @@ impl CountsSource for BigQuerySource {
 
 /// The HTTPS client for every BigQuery call, built once: rustls with the
 /// system's CA bundle, bounded connect and attempt times.
-fn http_client(config: &BigQueryConfig) -> reqwest::Result<reqwest::Client> {
+fn http_client(config: &BigQuerySettings) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
@@ -326,7 +329,7 @@ fn trace_headers(trace: &TraceContext) -> reqwest::header::HeaderMap {
 
 /// One HTTP attempt may use at most half the refresh budget, so a hung
 /// connection still leaves time for a retry.
-fn attempt_timeout(config: &BigQueryConfig) -> Duration {
+fn attempt_timeout(config: &BigQuerySettings) -> Duration {
     (config.timeout / 2).max(Duration::from_secs(1))
 }
 

@@ -13,7 +13,6 @@
 //!   asks the source at start-up, so an instance turns ready before any
 //!   user asks.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -91,6 +90,7 @@ struct Wait {
     fallback: Option<Arc<Snapshot>>,
 }
 
+/// Everything the cache knows about its one word.
 #[derive(Default)]
 struct Slot {
     good: Option<Arc<Snapshot>>,
@@ -101,34 +101,37 @@ struct Slot {
     last_error: Option<Error>,
 }
 
+/// The cache of the one WORD this instance serves.
 pub struct Cache {
     source: Arc<dyn CountsSource>,
+    word: String,
     word_match: WordMatch,
     ttl: Duration,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-    slots: Mutex<HashMap<String, Slot>>,
+    slot: Mutex<Slot>,
 }
 
 impl Cache {
     pub fn new(
         source: Arc<dyn CountsSource>,
+        word: String,
         word_match: WordMatch,
         ttl: Duration,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> Arc<Self> {
-        Arc::new(Cache { source, word_match, ttl, metrics, readiness, slots: Mutex::default() })
+        Arc::new(Cache { source, word, word_match, ttl, metrics, readiness, slot: Mutex::default() })
     }
 
     pub fn source_kind(&self) -> &'static str {
         self.source.kind()
     }
 
-    /// Counts for `word`, from the cache when fresh, else from the source.
-    /// Errors only when there is no good data to fall back on.
-    pub async fn get(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Result<Served> {
-        match self.lookup(word, trace) {
+    /// Counts for the word, from the cache when fresh, else from the
+    /// source. Errors only when there is no good data to fall back on.
+    pub async fn get(self: &Arc<Self>, trace: &TraceContext) -> Result<Served> {
+        match self.lookup(trace) {
             Lookup::Done(result) => result,
             // Boxed: waiting is rare (a miss, or a refresh under way), and
             // inline its state would make every request's future larger
@@ -140,26 +143,25 @@ impl Cache {
     /// What can be decided without waiting: a fresh hit, a stale answer or
     /// an error while backing off; otherwise the refresh to wait for,
     /// started here if none is under way.
-    fn lookup(self: &Arc<Self>, word: &str, trace: &TraceContext) -> Lookup {
+    fn lookup(self: &Arc<Self>, trace: &TraceContext) -> Lookup {
         let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        // The hot path: a fresh hit, without allocating a key.
-        if let Some(good) = slots.get(word).and_then(|slot| slot.good.as_ref())
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        // The hot path: a fresh hit.
+        if let Some(good) = &slot.good
             && now < good.fetched + self.ttl
         {
-            self.metrics.observe_cache(CacheResult::Hit);
+            self.metrics.cache.observe(CacheResult::Hit);
             let served = Served { snapshot: good.clone(), stale: false, fresh_for: good.fetched + self.ttl - now };
             return Lookup::Done(Ok(served));
         }
-        let slot = slots.entry(word.to_owned()).or_default();
         let backing_off = slot.retry_at.is_some_and(|at| now < at);
         match (&slot.good, &slot.last_error) {
             (Some(good), _) if backing_off => {
-                self.metrics.observe_cache(CacheResult::Stale);
+                self.metrics.cache.observe(CacheResult::Stale);
                 return Lookup::Done(Ok(Served { snapshot: good.clone(), stale: true, fresh_for: Duration::ZERO }));
             }
             (None, Some(err)) if backing_off => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 return Lookup::Done(Err(err.clone()));
             }
             _ => {}
@@ -167,7 +169,7 @@ impl Cache {
         let (refresh, started) = match &slot.refresh {
             Some((rx, started)) => (rx.clone(), *started),
             None => {
-                let rx = self.spawn_refresh(word, trace);
+                let rx = self.spawn_refresh(trace);
                 slot.refresh = Some((rx.clone(), now));
                 (rx, now)
             }
@@ -193,59 +195,58 @@ impl Cache {
         };
         match (outcome, fallback) {
             (Some(Ok(snapshot)), _) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Ok(Served { snapshot, stale: false, fresh_for: self.ttl })
             }
             (_, Some(good)) => {
-                self.metrics.observe_cache(CacheResult::Stale);
+                self.metrics.cache.observe(CacheResult::Stale);
                 Ok(Served { snapshot: good, stale: true, fresh_for: Duration::ZERO })
             }
             (Some(Err(err)), None) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Err(err)
             }
             (None, None) => {
-                self.metrics.observe_cache(CacheResult::Miss);
+                self.metrics.cache.observe(CacheResult::Miss);
                 Err(Error::Transport("the refresh task ended without an answer".into()))
             }
         }
     }
 
-    /// Asks the source for `word` until it answers, backing off between
-    /// attempts, so the instance turns ready without waiting for a user.
-    pub async fn warm_up(self: Arc<Self>, word: String) {
+    /// Asks the source until it answers, backing off between attempts, so
+    /// the instance turns ready without waiting for a user.
+    pub async fn warm_up(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(500);
-        while let Err(err) = self.get(&word, &TraceContext::from_traceparent(None)).await {
+        while let Err(err) = self.get(&TraceContext::from_traceparent(None)).await {
             tracing::warn!(reason = err.reason(), error = %err, retry_in_ms = backoff.as_millis() as u64, "data source not answering yet");
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(WARMUP_MAX_BACKOFF);
         }
     }
 
-    /// Age of the newest good data for `word`, for the metrics scrape.
-    pub fn data_age(&self, word: &str) -> Option<Duration> {
-        let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.get(word)?.good.as_ref().map(|g| g.fetched.elapsed())
+    /// Age of the newest good data, for the metrics scrape.
+    pub fn data_age(&self) -> Option<Duration> {
+        let slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.good.as_ref().map(|g| g.fetched.elapsed())
     }
 
-    /// Starts the one query for `word` in its own task, so it completes (and
-    /// fills the cache) even when the request that caused it goes away.
-    fn spawn_refresh(self: &Arc<Self>, word: &str, trace: &TraceContext) -> watch::Receiver<Outcome> {
+    /// Starts the one query in its own task, so it completes (and fills the
+    /// cache) even when the request that caused it goes away.
+    fn spawn_refresh(self: &Arc<Self>, trace: &TraceContext) -> watch::Receiver<Outcome> {
         let (tx, rx) = watch::channel(None);
         let cache = Arc::clone(self);
-        let word = word.to_owned();
         // The refresh logs under the ids of the request that caused it, so
         // "data refreshed" or "BigQuery call failed" leads to that request.
         let span = tracing::info_span!("refresh", trace_id = trace.trace_id.as_str(), span_id = trace.span_id.as_str());
         let trace = *trace;
         let refresh = async move {
             let started = Instant::now();
-            let result = cache.source.counts(&word, cache.word_match, &trace).await;
+            let result = cache.source.counts(&cache.word, cache.word_match, &trace).await;
             let elapsed = started.elapsed();
             let kind = cache.source.kind();
             let outcome = match result {
                 Ok(counts) => {
-                    cache.metrics.observe_query(kind, elapsed, None);
+                    cache.metrics.source.observe_query(kind, elapsed, None);
                     tracing::info!(
                         source = kind,
                         rows = counts.rows.len() as u64,
@@ -255,14 +256,13 @@ impl Cache {
                     Ok(Arc::new(Snapshot::new(counts)))
                 }
                 Err(err) => {
-                    cache.metrics.observe_query(kind, elapsed, Some(err.reason()));
+                    cache.metrics.source.observe_query(kind, elapsed, Some(err.reason()));
                     tracing::warn!(source = kind, reason = err.reason(), error = %err, "data refresh failed");
                     Err(err)
                 }
             };
 
-            let mut slots = cache.slots.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = slots.entry(word).or_default();
+            let mut slot = cache.slot.lock().unwrap_or_else(PoisonError::into_inner);
             slot.refresh = None;
             match &outcome {
                 Ok(snapshot) => {
@@ -280,7 +280,7 @@ impl Cache {
                     }
                 }
             }
-            drop(slots);
+            drop(slot);
             // Waiters may all have gone; nobody listening is fine.
             let _ = tx.send(Some(outcome));
         };
@@ -339,7 +339,7 @@ mod tests {
     fn cache_with(source: Arc<Scripted>, ttl: Duration) -> (Arc<Cache>, Arc<Readiness>) {
         let metrics = Arc::new(Metrics::new("the", "scripted", &[]));
         let readiness = Arc::new(Readiness::new(Arc::clone(&metrics)));
-        (Cache::new(source, WordMatch::Exact, ttl, metrics, readiness.clone()), readiness)
+        (Cache::new(source, "the".into(), WordMatch::Exact, ttl, metrics, readiness.clone()), readiness)
     }
 
     fn total(served: &Served) -> u64 {
@@ -352,15 +352,15 @@ mod tests {
         let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
         let ctx = TraceContext::default();
 
-        assert_eq!(total(&cache.get("the", &ctx).await.unwrap()), 1);
+        assert_eq!(total(&cache.get(&ctx).await.unwrap()), 1);
         tokio::time::advance(Duration::from_secs(59)).await;
-        let served = cache.get("the", &ctx).await.unwrap();
+        let served = cache.get(&ctx).await.unwrap();
         assert_eq!((total(&served), served.stale), (1, false));
         assert!(served.fresh_for <= Duration::from_secs(1));
         assert_eq!(source.calls(), 1);
 
         tokio::time::advance(Duration::from_secs(2)).await;
-        let served = cache.get("the", &ctx).await.unwrap();
+        let served = cache.get(&ctx).await.unwrap();
         assert_eq!((total(&served), served.stale), (2, false));
         assert_eq!(source.calls(), 2);
     }
@@ -373,7 +373,7 @@ mod tests {
         let lookups: Vec<_> = (0..100)
             .map(|_| {
                 let cache = cache.clone();
-                tokio::spawn(async move { cache.get("the", &TraceContext::default()).await })
+                tokio::spawn(async move { cache.get(&TraceContext::default()).await })
             })
             .collect();
         for lookup in lookups {
@@ -390,21 +390,21 @@ mod tests {
         );
         let (cache, readiness) = cache_with(source.clone(), Duration::from_secs(60));
         let ctx = TraceContext::default();
-        cache.get("the", &ctx).await.unwrap();
+        cache.get(&ctx).await.unwrap();
 
         tokio::time::advance(Duration::from_secs(61)).await;
-        let served = cache.get("the", &ctx).await.unwrap();
+        let served = cache.get(&ctx).await.unwrap();
         assert_eq!((total(&served), served.stale), (5, true));
         assert_eq!(readiness.check(), Ok(()));
 
         // Within the back-off the source is not asked again.
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert!(cache.get(&ctx).await.unwrap().stale);
         assert_eq!(source.calls(), 2);
 
         // After it, the next lookup refreshes and recovers.
         tokio::time::advance(RETRY_AFTER_FAILURE).await;
-        let served = cache.get("the", &ctx).await.unwrap();
+        let served = cache.get(&ctx).await.unwrap();
         assert_eq!((total(&served), served.stale), (6, false));
         assert_eq!(source.calls(), 3);
     }
@@ -414,11 +414,11 @@ mod tests {
         let source = Scripted::new(Duration::from_secs(30), vec![Ok(5)]);
         let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
         let ctx = TraceContext::default();
-        cache.get("the", &ctx).await.unwrap();
+        cache.get(&ctx).await.unwrap();
         tokio::time::advance(Duration::from_secs(61)).await;
 
         let started = Instant::now();
-        let served = cache.get("the", &ctx).await.unwrap();
+        let served = cache.get(&ctx).await.unwrap();
         assert!(served.stale);
         assert!(started.elapsed() <= STALE_WAIT + Duration::from_millis(1));
 
@@ -426,7 +426,7 @@ mod tests {
         // counted from the start of the refresh, then not at all.
         tokio::time::advance(Duration::from_millis(100)).await;
         let later = Instant::now();
-        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert!(cache.get(&ctx).await.unwrap().stale);
         assert_eq!(later.elapsed(), Duration::ZERO);
         assert_eq!(source.calls(), 2, "still the one refresh");
     }
@@ -436,18 +436,18 @@ mod tests {
         let source = Scripted::new(Duration::from_secs(30), vec![Ok(5)]);
         let (cache, _) = cache_with(source.clone(), Duration::from_secs(60));
         let ctx = TraceContext::default();
-        cache.get("the", &ctx).await.unwrap();
+        cache.get(&ctx).await.unwrap();
         tokio::time::advance(Duration::from_secs(61)).await;
 
         let first = tokio::spawn({
             let cache = Arc::clone(&cache);
-            async move { cache.get("the", &TraceContext::default()).await }
+            async move { cache.get(&TraceContext::default()).await }
         });
         // Let the first request start the refresh before the clock moves.
         tokio::task::yield_now().await;
         tokio::time::advance(Duration::from_millis(300)).await;
         let started = Instant::now();
-        assert!(cache.get("the", &ctx).await.unwrap().stale);
+        assert!(cache.get(&ctx).await.unwrap().stale);
         assert_eq!(started.elapsed(), STALE_WAIT - Duration::from_millis(300));
         assert!(first.await.unwrap().unwrap().stale);
     }
@@ -456,16 +456,16 @@ mod tests {
     async fn a_cold_failure_is_an_error_and_not_ready() {
         let source = Scripted::new(Duration::from_millis(10), vec![Err(Error::PermissionDenied("no".into())), Ok(1)]);
         let (cache, readiness) = cache_with(source.clone(), Duration::from_secs(60));
-        let err = cache.get("the", &TraceContext::default()).await.unwrap_err();
+        let err = cache.get(&TraceContext::default()).await.unwrap_err();
         assert_eq!(err.reason(), "permission_denied");
         assert!(readiness.check().unwrap_err().contains("permission_denied"));
 
         // During the short cold back-off the error is repeated without a query.
-        let again = cache.get("the", &TraceContext::default()).await.unwrap_err();
+        let again = cache.get(&TraceContext::default()).await.unwrap_err();
         assert_eq!((again.reason(), source.calls()), ("permission_denied", 1));
 
         tokio::time::advance(COLD_RETRY_AFTER_FAILURE).await;
-        let served = cache.get("the", &TraceContext::default()).await.unwrap();
+        let served = cache.get(&TraceContext::default()).await.unwrap();
         assert_eq!((total(&served), source.calls()), (1, 2));
         assert_eq!(readiness.check(), Ok(()));
     }

@@ -1,28 +1,32 @@
 //! Typed configuration, loaded once at start-up.
 //!
-//! Every setting is declared once, below, as a clap flag with its
-//! environment variable, default and parser (the flag wins over the
-//! variable); `--help` is generated from these declarations. Only the
-//! domain rules are written by hand: what a valid word, port, duration,
-//! project, table, location or endpoint is (`config/rules.rs`), and the
-//! rules across settings ([`Config::new`]).
+//! Every setting is one field below, in the clap argument group of its
+//! concern (server, source, BigQuery), with its environment variable,
+//! default and parser (the flag wins over the variable); its doc comment is
+//! its `--help` line. The groups are the configuration: nothing copies
+//! them. Only the domain rules are written by hand: what a valid word, port,
+//! duration, project, table, location or endpoint is (`config/rules.rs`),
+//! and the rules across settings ([`Config::check`]).
 //!
 //! Anything wrong is an [`Error::Config`] naming the environment variable,
-//! whichever way the value came in: `main` prints it on one line and exits
-//! with code 64 before any port is bound.
+//! whichever way the value came in (`config/parse.rs` turns clap's errors
+//! into that): `main` prints it on one line and exits with code 64 before
+//! any port is bound.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
 use crate::source::WordMatch;
 
+mod parse;
 mod rules;
+
+pub use parse::Invalid;
 
 /// Longest WORD accepted; longer values are almost certainly a mistake and
 /// would only make pages and log lines unwieldy.
@@ -47,13 +51,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub serve: Config,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server (the default when no command is given).
-    Serve(Box<ServeArgs>),
+    Serve(Box<Config>),
     /// Exit 0 if the local admin endpoint answers 200, 1 otherwise (for
     /// container health checks: the image has no curl or shell).
     Healthcheck {
@@ -66,16 +70,21 @@ pub enum Command {
     },
 }
 
-/// The serve settings, parsed one by one; [`Config::new`] checks them
-/// together.
-#[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
-    /// Word to count
-    #[arg(long, env = "WORD", default_value = "the", value_parser = rules::word)]
-    pub word: String,
-    /// Word comparison
-    #[arg(long, env = "WORD_MATCH", value_enum, default_value_t = WordMatch::Exact)]
-    pub word_match: WordMatch,
+/// The serve configuration: one clap argument group per concern, each
+/// setting parsed by itself; [`Config::check`] relates them.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub server: ServerSettings,
+    #[command(flatten)]
+    pub source: SourceSettings,
+    #[command(flatten)]
+    pub bigquery: BigQuerySettings,
+}
+
+/// The listeners, their limits and timeouts, and the logs.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ServerSettings {
     /// Public HTTP port
     #[arg(long, env = "PORT", default_value = "8080", value_parser = rules::port)]
     pub port: u16,
@@ -85,15 +94,6 @@ pub struct ServeArgs {
     /// Address both listeners bind to
     #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0", value_parser = rules::ip_address)]
     pub bind_address: IpAddr,
-    /// Data source
-    #[arg(long, env = "SOURCE", value_enum, default_value_t = SourceKind::Sample)]
-    pub source: SourceKind,
-    /// CSV (or .csv.gz) file for SOURCE=file
-    #[arg(long, env = "DATA_FILE", value_parser = rules::path)]
-    pub data_file: Option<PathBuf>,
-    /// Seconds a result stays fresh, at least 1
-    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = rules::positive_seconds)]
-    pub cache_ttl: Duration,
     /// Log format
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
@@ -112,27 +112,52 @@ pub struct ServeArgs {
     /// Concurrent connections per listener before new ones are refused
     #[arg(long, env = "MAX_CONNECTIONS", default_value = "10000", value_parser = rules::at_least_one::<usize>)]
     pub max_connections: usize,
+}
+
+/// What is counted, where the counts come from and how long they stay fresh.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SourceSettings {
+    /// Word to count
+    #[arg(long, env = "WORD", default_value = "the", value_parser = rules::word)]
+    pub word: String,
+    /// Word comparison
+    #[arg(long, env = "WORD_MATCH", value_enum, default_value_t = WordMatch::Exact)]
+    pub word_match: WordMatch,
+    /// Data source
+    #[arg(long = "source", env = "SOURCE", value_enum, default_value_t = SourceKind::Sample)]
+    pub kind: SourceKind,
+    /// CSV (or .csv.gz) file for SOURCE=file
+    #[arg(long, env = "DATA_FILE", value_parser = rules::path)]
+    pub data_file: Option<PathBuf>,
+    /// Seconds a result stays fresh, at least 1
+    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = rules::positive_seconds)]
+    pub cache_ttl: Duration,
+}
+
+/// The BigQuery source (SOURCE=bigquery).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct BigQuerySettings {
     /// GCP project that runs and pays for query jobs
-    #[arg(long, env = "BIGQUERY_PROJECT", value_parser = rules::project_id)]
-    pub bigquery_project: Option<String>,
+    #[arg(long = "bigquery-project", env = "BIGQUERY_PROJECT", value_parser = rules::project_id)]
+    pub project: Option<String>,
     /// Table to query
-    #[arg(long, env = "BIGQUERY_TABLE", default_value = DEFAULT_TABLE, value_parser = rules::table)]
-    pub bigquery_table: String,
+    #[arg(long = "bigquery-table", env = "BIGQUERY_TABLE", default_value = DEFAULT_TABLE, value_parser = rules::table)]
+    pub table: String,
     /// Upper bound on bytes billed per query job
-    #[arg(long, env = "BIGQUERY_MAX_BYTES_BILLED", default_value = "104857600", value_parser = rules::at_least_one::<u64>)]
-    pub bigquery_max_bytes_billed: u64,
+    #[arg(long = "bigquery-max-bytes-billed", env = "BIGQUERY_MAX_BYTES_BILLED", default_value = "104857600", value_parser = rules::at_least_one::<u64>)]
+    pub max_bytes_billed: u64,
     /// Seconds one refresh may take, retries included
-    #[arg(long, env = "BIGQUERY_TIMEOUT", default_value = "20", value_parser = rules::positive_seconds)]
-    pub bigquery_timeout: Duration,
+    #[arg(long = "bigquery-timeout", env = "BIGQUERY_TIMEOUT", default_value = "20", value_parser = rules::positive_seconds)]
+    pub timeout: Duration,
     /// Location for query jobs, e.g. US
-    #[arg(long, env = "BIGQUERY_LOCATION", value_parser = rules::location)]
-    pub bigquery_location: Option<String>,
+    #[arg(long = "bigquery-location", env = "BIGQUERY_LOCATION", value_parser = rules::location)]
+    pub location: Option<String>,
     /// API root, for emulators and tests, e.g. http://127.0.0.1:9050
-    #[arg(long, env = "BIGQUERY_ENDPOINT", value_parser = rules::endpoint)]
-    pub bigquery_endpoint: Option<String>,
+    #[arg(long = "bigquery-endpoint", env = "BIGQUERY_ENDPOINT", value_parser = rules::endpoint)]
+    pub endpoint: Option<String>,
     /// Credentials
-    #[arg(long, env = "BIGQUERY_AUTH", value_enum, default_value_t = BigQueryAuth::Google)]
-    pub bigquery_auth: BigQueryAuth,
+    #[arg(long = "bigquery-auth", env = "BIGQUERY_AUTH", value_enum, default_value_t = BigQueryAuth::Google)]
+    pub auth: BigQueryAuth,
     /// Service-account key file; without it, gcloud application-default credentials or the metadata server
     #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS", value_parser = rules::path)]
     pub credentials_file: Option<PathBuf>,
@@ -147,6 +172,17 @@ pub enum SourceKind {
     /// The BIGQUERY_TABLE
     #[value(name = "bigquery")]
     BigQuery,
+}
+
+impl SourceKind {
+    /// The `source` label of metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Sample => "sample",
+            SourceKind::File => "file",
+            SourceKind::BigQuery => "bigquery",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -165,102 +201,9 @@ pub enum BigQueryAuth {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BigQueryConfig {
-    pub project: String,
-    /// `project.dataset.table`, validated so it can be quoted into SQL.
-    pub table: String,
-    pub max_bytes_billed: u64,
-    pub timeout: Duration,
-    pub location: Option<String>,
-    pub endpoint: Option<String>,
-    pub auth: BigQueryAuth,
-    /// `GOOGLE_APPLICATION_CREDENTIALS`: a service-account key file. Without
-    /// it, gcloud application-default credentials or the metadata server.
-    pub credentials_file: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceConfig {
-    Sample,
-    File(PathBuf),
-    BigQuery(BigQueryConfig),
-}
-
-impl SourceConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Sample => "sample",
-            SourceConfig::File(_) => "file",
-            SourceConfig::BigQuery(_) => "bigquery",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    pub word: String,
-    pub word_match: WordMatch,
-    pub bind_address: IpAddr,
-    pub port: u16,
-    pub admin_port: u16,
-    pub source: SourceConfig,
-    pub cache_ttl: Duration,
-    pub log_format: LogFormat,
-    pub drain_timeout: Duration,
-    pub header_read_timeout: Duration,
-    /// Longest a connection's answer may make no progress (the client
-    /// reads none of it) before the connection is closed.
-    pub write_timeout: Duration,
-    pub request_timeout: Duration,
-    pub max_connections: usize,
-}
-
-/// Why the command line and environment give no [`Cli`].
-#[derive(Debug)]
-pub enum Invalid {
-    /// A setting's value is wrong ([`Error::Config`], naming its variable).
-    Setting(Error),
-    /// clap's own answer: `--help`, `--version` or a malformed command line.
-    Usage(clap::Error),
-}
-
 impl Cli {
-    /// Parses the process's arguments and environment.
-    pub fn from_process() -> std::result::Result<Cli, Invalid> {
-        let command = Cli::command();
-        // clap reports a value that is not UTF-8 without naming the
-        // variable; a variable set to one is a mistake, not unset.
-        for var in env_vars(&command) {
-            if std::env::var_os(&var).is_some_and(|value| value.to_str().is_none()) {
-                return Err(Invalid::Setting(Error::config(var, "is not valid UTF-8")));
-            }
-        }
-        parse(command, std::env::args_os())
-    }
-
-    /// Parses `args` (without the program name) with `env` standing in for
-    /// the process environment, so tests never mutate the process's: clap
-    /// reads variables only from the process, so each one in `env` becomes
-    /// the default of its flag, which is what a variable is to clap.
-    pub fn from_map(args: &[&str], env: &HashMap<&str, &str>) -> std::result::Result<Cli, Invalid> {
-        fn with_env(command: clap::Command, env: &HashMap<&str, &str>) -> clap::Command {
-            command
-                .mut_args(|arg| {
-                    let value = arg.get_env().and_then(|var| env.get(var.to_str()?)).map(|v| v.to_string());
-                    let arg = arg.env(None);
-                    match value {
-                        Some(value) => arg.default_value(value),
-                        None => arg,
-                    }
-                })
-                .mut_subcommands(|sub| with_env(sub, env))
-        }
-        parse(with_env(Cli::command(), env), std::iter::once("wordcount").chain(args.iter().copied()))
-    }
-
     /// The serve settings, whether given with or without `serve`.
-    pub fn into_serve_args(self) -> Option<ServeArgs> {
+    pub fn into_serve_args(self) -> Option<Config> {
         match self.command {
             None => Some(self.serve),
             Some(Command::Serve(args)) => Some(*args),
@@ -269,111 +212,44 @@ impl Cli {
     }
 }
 
-fn parse<T: Into<std::ffi::OsString> + Clone>(
-    command: clap::Command,
-    args: impl IntoIterator<Item = T>,
-) -> std::result::Result<Cli, Invalid> {
-    let matches = command.try_get_matches_from(args).map_err(|err| match setting_error(&err) {
-        Some(setting) => Invalid::Setting(setting),
-        None => Invalid::Usage(err),
-    })?;
-    Cli::from_arg_matches(&matches).map_err(Invalid::Usage)
-}
-
-/// Every environment variable the command reads, subcommands included.
-fn env_vars(command: &clap::Command) -> Vec<String> {
-    let own = command.get_arguments().filter_map(|arg| arg.get_env()?.to_str().map(str::to_owned));
-    own.chain(command.get_subcommands().flat_map(env_vars)).collect()
-}
-
-/// clap's error about one setting's value, as the [`Error::Config`] naming
-/// its variable; `None` for anything else (an unknown flag, a missing value).
-fn setting_error(err: &clap::Error) -> Option<Error> {
-    let context = |kind| match err.get(kind) {
-        Some(ContextValue::String(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    let (flag, value) = (context(ContextKind::InvalidArg)?, context(ContextKind::InvalidValue)?);
-    let problem = match (err.kind(), err.get(ContextKind::ValidValue)) {
-        (ErrorKind::ValueValidation, _) => std::error::Error::source(err)?.to_string(),
-        (ErrorKind::InvalidValue, Some(ContextValue::Strings(valid))) if !valid.is_empty() => {
-            format!("{value:?} is not one of: {}", valid.join(", "))
-        }
-        _ => return None,
-    };
-    let mut command = Cli::command();
-    command.build();
-    let var = std::iter::once(&command)
-        .chain(command.get_subcommands())
-        .flat_map(clap::Command::get_arguments)
-        .find(|arg| arg.to_string() == flag)?
-        .get_env()?
-        .to_str()?
-        .to_owned();
-    Some(Error::config(var, problem))
-}
-
 impl Config {
-    /// Checks the rules across settings and builds the [`Config`]. Nothing
-    /// is bound or opened here.
-    pub fn new(args: ServeArgs) -> Result<Config> {
-        if args.port == args.admin_port && args.port != 0 {
-            return Err(Error::config("ADMIN_PORT", format!("must differ from PORT ({})", args.port)));
+    /// The rules across settings; each setting's own rule ran as clap
+    /// parsed it. Nothing is bound or opened here.
+    pub fn check(self) -> Result<Config> {
+        let (server, source, bigquery) = (&self.server, &self.source, &self.bigquery);
+        if server.port == server.admin_port && server.port != 0 {
+            return Err(Error::config("ADMIN_PORT", format!("must differ from PORT ({})", server.port)));
         }
-        let source = match args.source {
-            SourceKind::Sample => SourceConfig::Sample,
-            SourceKind::File => match args.data_file {
-                Some(path) => SourceConfig::File(path),
-                None => return Err(Error::config("DATA_FILE", "is required with SOURCE=file")),
-            },
-            SourceKind::BigQuery => {
-                let project = args
-                    .bigquery_project
-                    .ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is required with SOURCE=bigquery"))?;
-                if args.bigquery_auth == BigQueryAuth::None && args.bigquery_endpoint.is_none() {
-                    return Err(Error::config(
-                        "BIGQUERY_AUTH",
-                        "none is only allowed together with BIGQUERY_ENDPOINT (an emulator)",
-                    ));
-                }
-                SourceConfig::BigQuery(BigQueryConfig {
-                    project,
-                    table: args.bigquery_table,
-                    max_bytes_billed: args.bigquery_max_bytes_billed,
-                    timeout: args.bigquery_timeout,
-                    location: args.bigquery_location,
-                    endpoint: args.bigquery_endpoint,
-                    auth: args.bigquery_auth,
-                    credentials_file: args.credentials_file,
-                })
+        match source.kind {
+            SourceKind::Sample => {}
+            SourceKind::File if source.data_file.is_none() => {
+                return Err(Error::config("DATA_FILE", "is required with SOURCE=file"));
             }
-        };
-        Ok(Config {
-            word: args.word,
-            word_match: args.word_match,
-            bind_address: args.bind_address,
-            port: args.port,
-            admin_port: args.admin_port,
-            source,
-            cache_ttl: args.cache_ttl,
-            log_format: args.log_format,
-            drain_timeout: args.drain_timeout,
-            header_read_timeout: args.header_read_timeout,
-            write_timeout: args.write_timeout,
-            request_timeout: args.request_timeout,
-            max_connections: args.max_connections,
-        })
+            SourceKind::File => {}
+            SourceKind::BigQuery if bigquery.project.is_none() => {
+                return Err(Error::config("BIGQUERY_PROJECT", "is required with SOURCE=bigquery"));
+            }
+            SourceKind::BigQuery if bigquery.auth == BigQueryAuth::None && bigquery.endpoint.is_none() => {
+                return Err(Error::config(
+                    "BIGQUERY_AUTH",
+                    "none is only allowed together with BIGQUERY_ENDPOINT (an emulator)",
+                ));
+            }
+            SourceKind::BigQuery => {}
+        }
+        Ok(self)
     }
 
-    /// The serve configuration from `args` (without the program name) and
-    /// `env` in place of the process environment: see [`Cli::from_map`].
+    /// The checked serve configuration from `args` (without the program
+    /// name) and `env` in place of the process environment: see
+    /// [`Cli::from_map`].
     pub fn load(args: &[&str], env: &HashMap<&str, &str>) -> Result<Config> {
         let serve = match Cli::from_map(args, env) {
             Ok(cli) => cli.into_serve_args(),
             Err(Invalid::Setting(err)) => return Err(err),
             Err(Invalid::Usage(err)) => return Err(Error::config("arguments", err.to_string())),
         };
-        Config::new(serve.ok_or_else(|| Error::config("arguments", "not a serve command"))?)
+        serve.ok_or_else(|| Error::config("arguments", "not a serve command"))?.check()
     }
 }
 
@@ -396,21 +272,21 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_interface() {
         let config = load(&[]).expect("defaults are valid");
-        assert_eq!(config.word, "the");
-        assert_eq!(config.word_match, WordMatch::Exact);
-        assert_eq!((config.port, config.admin_port), (8080, 9090));
-        assert_eq!(config.source, SourceConfig::Sample);
-        assert_eq!(config.cache_ttl, Duration::from_secs(300));
-        assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.source.word, "the");
+        assert_eq!(config.source.word_match, WordMatch::Exact);
+        assert_eq!((config.server.port, config.server.admin_port), (8080, 9090));
+        assert_eq!(config.source.kind, SourceKind::Sample);
+        assert_eq!(config.source.cache_ttl, Duration::from_secs(300));
+        assert_eq!(config.server.log_format, LogFormat::Json);
+        assert_eq!(config.server.max_connections, 10_000);
     }
 
     #[test]
     fn flags_override_the_environment() {
         let env: HashMap<&str, &str> = [("WORD", "tea"), ("PORT", "1234")].into_iter().collect();
         let config = Config::load(&["--word", "coffee"], &env).expect("valid");
-        assert_eq!(config.word, "coffee");
-        assert_eq!(config.port, 1234);
+        assert_eq!(config.source.word, "coffee");
+        assert_eq!(config.server.port, 1234);
     }
 
     #[test]
@@ -495,26 +371,51 @@ mod tests {
             ("WORD_MATCH", "ignore-case"),
         ])
         .expect("valid");
-        let SourceConfig::BigQuery(bq) = config.source else { panic!("expected bigquery") };
-        assert_eq!(bq.project, "example.com:billing-project");
+        assert_eq!(config.source.kind, SourceKind::BigQuery);
+        let bq = config.bigquery;
+        assert_eq!(bq.project.as_deref(), Some("example.com:billing-project"));
         assert_eq!(bq.table, DEFAULT_TABLE);
         assert_eq!(bq.auth, BigQueryAuth::None);
         assert_eq!(bq.location.as_deref(), Some("EU"));
         assert_eq!(bq.max_bytes_billed, 1000);
         assert_eq!(bq.timeout, Duration::from_secs(20));
-        assert_eq!(config.word_match, WordMatch::IgnoreCase);
+        assert_eq!(config.source.word_match, WordMatch::IgnoreCase);
     }
 
     #[test]
     fn an_empty_path_is_left_to_the_source_to_refuse() {
         let config = load(&[("SOURCE", "file"), ("DATA_FILE", "")]).expect("opening it is what fails");
-        assert_eq!(config.source, SourceConfig::File(PathBuf::new()));
+        assert_eq!((config.source.kind, config.source.data_file), (SourceKind::File, Some(PathBuf::new())));
         assert!(load(&[("DATA_FILE", "")]).is_ok(), "unused with SOURCE=sample");
+    }
+
+    /// A setting is one field and one row of the README's configuration
+    /// table: every variable clap reads is documented, and nothing else
+    /// (but RUST_LOG, which the log filter reads).
+    #[test]
+    fn the_readme_documents_every_setting_and_no_other() {
+        use clap::CommandFactory;
+        let readme = include_str!("../README.md");
+        let table =
+            readme.split("| variable | default | meaning |").nth(1).expect("README.md has the configuration table");
+        let documented: std::collections::BTreeSet<String> = table
+            .lines()
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .flat_map(|row| row.split('|').nth(1).unwrap_or_default().split('`').skip(1).step_by(2))
+            .filter(|var| *var != "RUST_LOG")
+            .map(str::to_owned)
+            .collect();
+        let read: std::collections::BTreeSet<String> = parse::env_vars(&Cli::command()).into_iter().collect();
+        assert_eq!(
+            read, documented,
+            "each setting (a field in src/config.rs) needs its row in README.md's configuration table, and each row its field"
+        );
     }
 
     #[test]
     fn words_with_markup_and_quotes_are_valid_words() {
         let config = load(&[("WORD", "<b>o'er</b>\"")]).expect("markup is escaped on output, not rejected");
-        assert_eq!(config.word, "<b>o'er</b>\"");
+        assert_eq!(config.source.word, "<b>o'er</b>\"");
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::error::ErrorKind;
-use wordcount::config::{Cli, Command, Config, Invalid, ServeArgs, SourceConfig};
+use wordcount::config::{Cli, Command, Config, Invalid, SourceKind};
 use wordcount::{App, Error, server, telemetry};
 
 /// sysexits.h EX_USAGE: the configuration cannot work.
@@ -29,16 +29,13 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> ExitCode {
-    let config = match Config::new(args) {
+async fn serve(args: Config) -> ExitCode {
+    let config = match args.check() {
         Ok(config) => config,
         Err(err) => return config_error(&err),
     };
-    let gcp_project = match &config.source {
-        SourceConfig::BigQuery(bq) => Some(bq.project.clone()),
-        _ => None,
-    };
-    let _telemetry = telemetry::init(config.log_format, gcp_project);
+    let gcp_project = (config.source.kind == SourceKind::BigQuery).then(|| config.bigquery.project.clone()).flatten();
+    let _telemetry = telemetry::init(config.server.log_format, gcp_project);
 
     let app = match wordcount::build(&config).await {
         Ok(app) => app,
@@ -58,14 +55,14 @@ async fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn listen_and_run(app: App, config: &Config) -> anyhow::Result<()> {
-    let (public, admin) = App::bind(config)
+    let (public, admin) = App::bind(&config.server)
         .await
-        .with_context(|| format!("cannot bind ports {} and {}", config.port, config.admin_port))?;
+        .with_context(|| format!("cannot bind ports {} and {}", config.server.port, config.server.admin_port))?;
     tracing::info!(
         version = wordcount::VERSION,
         commit = wordcount::COMMIT,
-        word = config.word,
-        source = config.source.kind(),
+        word = config.source.word,
+        source = config.source.kind.name(),
         public = %public.local_addr()?,
         admin = %admin.local_addr()?,
         "listening"

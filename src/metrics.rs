@@ -1,10 +1,12 @@
 //! Prometheus metrics, served in the text exposition format on the admin
 //! port's `/metrics`.
 //!
-//! [`Metrics`] owns the registry and one handle per metric; the rest of the
-//! crate records through its methods, so metric names and labels are spelled
-//! once, here. Names are listed in `deploy/observability/metrics.txt`, which
-//! the alerting rules and the dashboard are checked against.
+//! [`Metrics`] owns the registry and one group of metrics per area (HTTP,
+//! cache, source, connections, the instance); each group registers itself
+//! and records through its own methods, so metric names and labels are
+//! spelled once, in their group. Names are listed in
+//! `deploy/observability/metrics.txt`, which the alerting rules and the
+//! dashboard are checked against.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -61,28 +63,51 @@ pub enum CacheResult {
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// The registry and every metric, by area.
 pub struct Metrics {
     registry: Registry,
+    pub http: HttpMetrics,
+    pub cache: CacheMetrics,
+    pub source: SourceMetrics,
+    pub connections: ConnectionMetrics,
+    pub instance: InstanceMetrics,
+}
+
+impl Metrics {
+    /// `routes` are the route labels requests will be counted under; their
+    /// series exist from the start.
+    pub fn new(word: &str, source: &'static str, routes: &[&'static str]) -> Self {
+        let mut registry = Registry::with_prefix("wordcount");
+        Metrics {
+            http: HttpMetrics::register(&mut registry, routes),
+            cache: CacheMetrics::register(&mut registry),
+            source: SourceMetrics::register(&mut registry, source),
+            connections: ConnectionMetrics::register(&mut registry),
+            instance: InstanceMetrics::register(&mut registry, word, source),
+            registry,
+        }
+    }
+
+    /// The exposition text. `data_age` is the age of the data being served
+    /// at the moment of the scrape, when there is any.
+    pub fn encode(&self, data_age: Option<Duration>) -> String {
+        if let Some(age) = data_age {
+            self.cache.data_age.set(age.as_secs_f64());
+        }
+        let mut out = String::with_capacity(8 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Requests answered, and how long they took.
+pub struct HttpMetrics {
     requests: Family<RequestLabels, Counter>,
-    request_duration: HistogramFamily<RouteLabels>,
-    source_queries: Family<QueryLabels, Counter>,
-    source_errors: Family<ErrorLabels, Counter>,
-    source_duration: HistogramFamily<SourceLabels>,
-    cache_lookups: Family<CacheLabels, Counter>,
-    /// The three cache series, resolved once: every request counts one.
-    cache_hit: Counter,
-    cache_miss: Counter,
-    cache_stale: Counter,
+    duration: HistogramFamily<RouteLabels>,
     /// Per route, the series its successful GETs count into, resolved once
-    /// (see [`Self::observe_request`]).
+    /// (see [`Self::observe_request`]; a hot-path cache of docs/performance.md).
     hot_routes: Vec<RouteSeries>,
-    data_age: Gauge<f64, AtomicU64>,
-    last_success: Gauge<f64, AtomicU64>,
-    bytes_billed: Counter,
-    bytes_processed: Counter,
-    ready: Gauge,
-    connections_active: Gauge,
-    connections_rejected: Counter,
 }
 
 /// A route's latency histogram and its `GET 200` counter: the series nearly
@@ -108,107 +133,26 @@ fn request_histogram() -> Histogram {
     Histogram::new(buckets)
 }
 
-fn source_histogram() -> Histogram {
-    // 1 ms .. ~33 s, up to the longest BIGQUERY_TIMEOUT anyone should set.
-    Histogram::new(exponential_buckets(0.001, 2.0, 16))
-}
-
-impl Metrics {
-    /// `routes` are the route labels requests will be counted under; their
-    /// series exist from the start.
-    pub fn new(word: &str, source: &'static str, routes: &[&'static str]) -> Self {
-        let mut registry = Registry::with_prefix("wordcount");
-        let m = Metrics {
-            requests: Family::default(),
-            request_duration: Family::new_with_constructor(request_histogram),
-            source_queries: Family::default(),
-            source_errors: Family::default(),
-            source_duration: Family::new_with_constructor(source_histogram),
-            cache_lookups: Family::default(),
-            cache_hit: Counter::default(),
-            cache_miss: Counter::default(),
-            cache_stale: Counter::default(),
-            hot_routes: Vec::new(),
-            data_age: Gauge::default(),
-            last_success: Gauge::default(),
-            bytes_billed: Counter::default(),
-            bytes_processed: Counter::default(),
-            ready: Gauge::default(),
-            connections_active: Gauge::default(),
-            connections_rejected: Counter::default(),
-            registry: Registry::default(),
-        };
-        registry.register("http_requests", "HTTP requests answered, by route, method and status", m.requests.clone());
+impl HttpMetrics {
+    fn register(registry: &mut Registry, routes: &[&'static str]) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration: HistogramFamily<RouteLabels> = Family::new_with_constructor(request_histogram);
+        registry.register("http_requests", "HTTP requests answered, by route, method and status", requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by route",
-            m.request_duration.clone(),
+            duration.clone(),
         );
-        registry.register("source_queries", "Queries sent to the data source, by outcome", m.source_queries.clone());
-        registry.register("source_errors", "Failed data-source queries, by reason", m.source_errors.clone());
-        registry.register(
-            "source_query_duration_seconds",
-            "Time a data-source query took, retries included",
-            m.source_duration.clone(),
-        );
-        registry.register(
-            "cache_lookups",
-            "Result-cache lookups, by result (hit, miss, stale)",
-            m.cache_lookups.clone(),
-        );
-        registry.register("data_age_seconds", "Age of the data currently served", m.data_age.clone());
-        registry.register(
-            "data_last_success_timestamp_seconds",
-            "Unix time of the last successful data-source query",
-            m.last_success.clone(),
-        );
-        registry.register("bigquery_bytes_billed", "Bytes BigQuery billed for our query jobs", m.bytes_billed.clone());
-        registry.register(
-            "bigquery_bytes_processed",
-            "Bytes BigQuery processed for our query jobs",
-            m.bytes_processed.clone(),
-        );
-        registry.register("ready", "1 when /readyz answers 200", m.ready.clone());
-        registry.register(
-            "connections_active",
-            "Open client connections, both listeners",
-            m.connections_active.clone(),
-        );
-        registry.register(
-            "connections_rejected",
-            "Connections refused because MAX_CONNECTIONS was reached",
-            m.connections_rejected.clone(),
-        );
-        registry.register(
-            "build",
-            "Version and commit of the running binary",
-            Info::new(vec![("version", crate::VERSION), ("commit", crate::COMMIT)]),
-        );
-        registry.register(
-            "config",
-            "The word and data source this instance serves",
-            Info::new(vec![("word", word.to_owned()), ("source", source.to_owned())]),
-        );
-        // Series that exist before anything happens, so rate() and
-        // increase() see the first error and dashboards show zeros, not gaps.
-        for outcome in ["ok", "error"] {
-            drop(m.source_queries.get_or_create(&QueryLabels { source, outcome }));
-        }
-        for reason in crate::error::SOURCE_ERROR_REASONS {
-            drop(m.source_errors.get_or_create(&ErrorLabels { source, reason }));
-        }
         // A Counter is a shared handle: these clones count into the series.
-        let cache = |result| m.cache_lookups.get_or_create(&CacheLabels { result }).clone();
-        let (cache_hit, cache_miss, cache_stale) = (cache("hit"), cache("miss"), cache("stale"));
         let hot_routes = routes
             .iter()
             .map(|&route| RouteSeries {
                 route,
-                get_ok: m.requests.get_or_create(&RequestLabels { route, method: "GET", status: 200 }).clone(),
-                duration: m.request_duration.get_or_create(&RouteLabels { route }).clone(),
+                get_ok: requests.get_or_create(&RequestLabels { route, method: "GET", status: 200 }).clone(),
+                duration: duration.get_or_create(&RouteLabels { route }).clone(),
             })
             .collect();
-        Metrics { registry, cache_hit, cache_miss, cache_stale, hot_routes, ..m }
+        HttpMetrics { requests, duration, hot_routes }
     }
 
     pub fn observe_request(&self, route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
@@ -224,18 +168,103 @@ impl Metrics {
             }
             None => {
                 self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
-                self.request_duration.get_or_create(&RouteLabels { route }).observe(seconds);
+                self.duration.get_or_create(&RouteLabels { route }).observe(seconds);
             }
         }
+    }
+}
+
+/// How the result cache answered, and the age of what it serves.
+pub struct CacheMetrics {
+    /// The three lookup series, resolved once: every request counts one.
+    hit: Counter,
+    miss: Counter,
+    stale: Counter,
+    /// Set at each scrape ([`Metrics::encode`]).
+    data_age: Gauge<f64, AtomicU64>,
+}
+
+impl CacheMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let lookups = Family::<CacheLabels, Counter>::default();
+        let data_age = Gauge::<f64, AtomicU64>::default();
+        registry.register("cache_lookups", "Result-cache lookups, by result (hit, miss, stale)", lookups.clone());
+        registry.register("data_age_seconds", "Age of the data currently served", data_age.clone());
+        let series = |result| lookups.get_or_create(&CacheLabels { result }).clone();
+        CacheMetrics { hit: series("hit"), miss: series("miss"), stale: series("stale"), data_age }
+    }
+
+    pub fn observe(&self, result: CacheResult) {
+        match result {
+            CacheResult::Hit => self.hit.inc(),
+            CacheResult::Miss => self.miss.inc(),
+            CacheResult::Stale => self.stale.inc(),
+        };
+    }
+}
+
+/// Queries to the data source: outcomes, reasons, time, and what BigQuery
+/// billed.
+pub struct SourceMetrics {
+    queries: Family<QueryLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    duration: HistogramFamily<SourceLabels>,
+    last_success: Gauge<f64, AtomicU64>,
+    bytes_billed: Counter,
+    bytes_processed: Counter,
+}
+
+fn source_histogram() -> Histogram {
+    // 1 ms .. ~33 s, up to the longest BIGQUERY_TIMEOUT anyone should set.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+impl SourceMetrics {
+    fn register(registry: &mut Registry, source: &'static str) -> Self {
+        let m = SourceMetrics {
+            queries: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(source_histogram),
+            last_success: Gauge::default(),
+            bytes_billed: Counter::default(),
+            bytes_processed: Counter::default(),
+        };
+        registry.register("source_queries", "Queries sent to the data source, by outcome", m.queries.clone());
+        registry.register("source_errors", "Failed data-source queries, by reason", m.errors.clone());
+        registry.register(
+            "source_query_duration_seconds",
+            "Time a data-source query took, retries included",
+            m.duration.clone(),
+        );
+        registry.register(
+            "data_last_success_timestamp_seconds",
+            "Unix time of the last successful data-source query",
+            m.last_success.clone(),
+        );
+        registry.register("bigquery_bytes_billed", "Bytes BigQuery billed for our query jobs", m.bytes_billed.clone());
+        registry.register(
+            "bigquery_bytes_processed",
+            "Bytes BigQuery processed for our query jobs",
+            m.bytes_processed.clone(),
+        );
+        // Series that exist before anything happens, so rate() and
+        // increase() see the first error and dashboards show zeros, not gaps.
+        for outcome in ["ok", "error"] {
+            drop(m.queries.get_or_create(&QueryLabels { source, outcome }));
+        }
+        for reason in crate::error::SOURCE_ERROR_REASONS {
+            drop(m.errors.get_or_create(&ErrorLabels { source, reason }));
+        }
+        m
     }
 
     pub fn observe_query(&self, source: &'static str, elapsed: Duration, error: Option<&'static str>) {
         let outcome = if error.is_some() { "error" } else { "ok" };
-        self.source_queries.get_or_create(&QueryLabels { source, outcome }).inc();
-        self.source_duration.get_or_create(&SourceLabels { source }).observe(elapsed.as_secs_f64());
+        self.queries.get_or_create(&QueryLabels { source, outcome }).inc();
+        self.duration.get_or_create(&SourceLabels { source }).observe(elapsed.as_secs_f64());
         match error {
             Some(reason) => {
-                self.source_errors.get_or_create(&ErrorLabels { source, reason }).inc();
+                self.errors.get_or_create(&ErrorLabels { source, reason }).inc();
             }
             None => {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
@@ -248,41 +277,63 @@ impl Metrics {
         self.bytes_billed.inc_by(billed);
         self.bytes_processed.inc_by(processed);
     }
+}
 
-    pub fn observe_cache(&self, result: CacheResult) {
-        match result {
-            CacheResult::Hit => self.cache_hit.inc(),
-            CacheResult::Miss => self.cache_miss.inc(),
-            CacheResult::Stale => self.cache_stale.inc(),
-        };
+/// Client connections on both listeners.
+pub struct ConnectionMetrics {
+    active: Gauge,
+    rejected: Counter,
+}
+
+impl ConnectionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let (active, rejected) = (Gauge::default(), Counter::default());
+        registry.register("connections_active", "Open client connections, both listeners", active.clone());
+        registry.register(
+            "connections_rejected",
+            "Connections refused because MAX_CONNECTIONS was reached",
+            rejected.clone(),
+        );
+        ConnectionMetrics { active, rejected }
+    }
+
+    pub fn opened(&self) {
+        self.active.inc();
+    }
+
+    pub fn closed(&self) {
+        self.active.dec();
+    }
+
+    pub fn rejected(&self) {
+        self.rejected.inc();
+    }
+}
+
+/// What this instance is (build, word, source) and whether it is ready.
+pub struct InstanceMetrics {
+    ready: Gauge,
+}
+
+impl InstanceMetrics {
+    fn register(registry: &mut Registry, word: &str, source: &'static str) -> Self {
+        let ready = Gauge::default();
+        registry.register("ready", "1 when /readyz answers 200", ready.clone());
+        registry.register(
+            "build",
+            "Version and commit of the running binary",
+            Info::new(vec![("version", crate::VERSION), ("commit", crate::COMMIT)]),
+        );
+        registry.register(
+            "config",
+            "The word and data source this instance serves",
+            Info::new(vec![("word", word.to_owned()), ("source", source.to_owned())]),
+        );
+        InstanceMetrics { ready }
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.set(i64::from(ready));
-    }
-
-    pub fn connection_opened(&self) {
-        self.connections_active.inc();
-    }
-
-    pub fn connection_closed(&self) {
-        self.connections_active.dec();
-    }
-
-    pub fn connection_rejected(&self) {
-        self.connections_rejected.inc();
-    }
-
-    /// The exposition text. `data_age` is the age of the data being served
-    /// at the moment of the scrape, when there is any.
-    pub fn encode(&self, data_age: Option<Duration>) -> String {
-        if let Some(age) = data_age {
-            self.data_age.set(age.as_secs_f64());
-        }
-        let mut out = String::with_capacity(8 * 1024);
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
     }
 }
 
@@ -306,14 +357,14 @@ mod tests {
     #[test]
     fn exposition_has_the_documented_names_and_labels() {
         let m = Metrics::new("the", "sample", &["counts"]);
-        m.observe_request("counts", "GET", 200, Duration::from_millis(2));
-        m.observe_request("counts", "HEAD", 200, Duration::from_millis(2));
-        m.observe_request("hello", "GET", 200, Duration::from_millis(1));
-        m.observe_query("sample", Duration::from_millis(20), None);
-        m.observe_query("bigquery", Duration::from_secs(1), Some("timeout"));
-        m.observe_cache(CacheResult::Stale);
-        m.observe_bytes(10_485_760, 6_000_000);
-        m.set_ready(true);
+        m.http.observe_request("counts", "GET", 200, Duration::from_millis(2));
+        m.http.observe_request("counts", "HEAD", 200, Duration::from_millis(2));
+        m.http.observe_request("hello", "GET", 200, Duration::from_millis(1));
+        m.source.observe_query("sample", Duration::from_millis(20), None);
+        m.source.observe_query("bigquery", Duration::from_secs(1), Some("timeout"));
+        m.cache.observe(CacheResult::Stale);
+        m.source.observe_bytes(10_485_760, 6_000_000);
+        m.instance.set_ready(true);
         let text = m.encode(Some(Duration::from_secs(42)));
 
         for expected in [

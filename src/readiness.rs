@@ -36,7 +36,7 @@ impl Readiness {
     fn set(&self, next: impl FnOnce(ReadyState) -> ReadyState) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         *state = next(*state);
-        self.metrics.set_ready(*state == ReadyState::Ready);
+        self.metrics.instance.set_ready(*state == ReadyState::Ready);
     }
 
     pub fn source_answered(&self) {

@@ -16,7 +16,7 @@
 //! one, is 400 on any path (RFC 9112, section 3.2), and its connection is
 //! closed. A connection over its listener's cap gets 503 to every request
 //! ([`Listener::OverCapacity`]). Every response carries the security headers
-//! (all responses are built in [`render`]) and an `X-Request-Id`; every
+//! (all responses are built in [`crate::response`]) and an `X-Request-Id`; every
 //! request is logged once and counted, those hyper refused before routing
 //! included ([`log_unparsed`]). Request bodies are never read. A fresh
 //! answer's body is rendered once per cache snapshot ([`State`] memoises it).
@@ -36,7 +36,8 @@ use crate::cache::{Cache, Served, Snapshot};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
-use crate::render::{self, Body, Labels, X_REQUEST_ID, cached_answer, closing, respond, text};
+use crate::render::{self, Labels};
+use crate::response::{Body, X_REQUEST_ID, cached_answer, closing, respond, text};
 use crate::source::WordMatch;
 use crate::telemetry::{self, Access};
 use crate::trace::TraceContext;
@@ -74,7 +75,8 @@ impl State {
 /// A body rendered from the newest snapshot: a fresh answer is the same
 /// bytes for every request until the next refresh, so it is rendered once
 /// per snapshot, not per request. Holding the snapshot keeps its address
-/// from being reused, so the address identifies it.
+/// from being reused, so the address identifies it. One of the hot-path
+/// caches of docs/performance.md.
 #[derive(Default)]
 pub(crate) struct Memo(Mutex<Option<(Arc<Snapshot>, Bytes)>>);
 
@@ -219,7 +221,7 @@ pub async fn handle<B>(req: Request<B>, state: Arc<State>, listener: Listener) -
 
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    state.metrics.observe_request(route.label(), method, status, elapsed);
+    state.metrics.http.observe_request(route.label(), method, status, elapsed);
     telemetry::log_access(&Access {
         request_id,
         trace_id,
@@ -260,7 +262,7 @@ async fn dispatch<B>(
             response
         }
         Route::Hello => text(StatusCode::OK, HELLO, "public, max-age=3600"),
-        Route::Index | Route::Counts => match state.cache.get(&state.word, trace).await {
+        Route::Index | Route::Counts => match state.cache.get(trace).await {
             Ok(served) if route == Route::Index => index_page(state, &served, request_id),
             Ok(served) => counts_json(state, &served, request_id),
             Err(err) => unavailable(route, state, &err, request_id),
@@ -271,7 +273,7 @@ async fn dispatch<B>(
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"), "no-store"),
         },
         Route::Metrics => {
-            let body = state.metrics.encode(state.cache.data_age(&state.word));
+            let body = state.metrics.encode(state.cache.data_age());
             let mut response = respond(StatusCode::OK, body, "text/plain; version=0.0.4; charset=utf-8", "no-store");
             // prometheus-client writes the OpenMetrics text format.
             response.headers_mut().insert(
@@ -289,7 +291,7 @@ async fn dispatch<B>(
 pub fn log_unparsed(state: &State, status: u16, err: &hyper::Error) {
     let trace = TraceContext::from_traceparent(None);
     let route = "malformed";
-    state.metrics.observe_request(route, "other", status, Duration::ZERO);
+    state.metrics.http.observe_request(route, "other", status, Duration::ZERO);
     tracing::debug!(error = %err, status, "request refused by the HTTP parser");
     telemetry::log_access(&Access {
         request_id: trace.span_id.as_str(),

@@ -40,8 +40,8 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Sleep;
 
-use crate::config::Config;
-use crate::render::Body;
+use crate::config::ServerSettings;
+use crate::response::Body;
 use crate::routes::{self, Listener, State};
 
 /// hyper's read buffer, which bounds the request line plus headers.
@@ -58,7 +58,7 @@ pub struct Limits {
 impl Limits {
     /// The limits `config` sets, with `MAX_CONNECTIONS` lowered to what the
     /// open-file limit allows.
-    pub fn new(config: &Config) -> Limits {
+    pub fn new(config: &ServerSettings) -> Limits {
         Limits {
             header_read_timeout: config.header_read_timeout,
             write_timeout: config.write_timeout,
@@ -171,7 +171,7 @@ pub async fn run(
             _ => Some(PeerPermit::default()),
         };
         let (Ok(permit), Some(peer_permit)) = (Arc::clone(slots).try_acquire_owned(), peer_permit) else {
-            state.metrics.connection_rejected();
+            state.metrics.connections.rejected();
             let io = TokioIo::new(WriteDeadline::new(stream, REFUSAL_TIMEOUT));
             let refused = refusal.serve_connection(io, connection_service(Arc::clone(&state), Listener::OverCapacity));
             tokio::spawn(finish(refused, Arc::clone(&state)));
@@ -182,9 +182,9 @@ pub async fn run(
         let state = Arc::clone(&state);
         let connection = graceful.watch(http.serve_connection(io, connection_service(Arc::clone(&state), listener)));
         tokio::spawn(async move {
-            state.metrics.connection_opened();
+            state.metrics.connections.opened();
             finish(connection, Arc::clone(&state)).await;
-            state.metrics.connection_closed();
+            state.metrics.connections.closed();
             drop((permit, peer_permit));
         });
     }

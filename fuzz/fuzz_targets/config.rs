@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use wordcount::Error;
-use wordcount::config::{Config, MAX_WORD_CHARS, SourceConfig};
+use wordcount::config::{Config, MAX_WORD_CHARS, SourceKind};
 
 /// Every variable `Config::load` reads, i.e. every name an error may give.
 const VARIABLES: &[&str] = &[
@@ -49,22 +49,23 @@ fuzz_target!(|data: &[u8]| {
     let vars: HashMap<&str, &str> = text.lines().filter_map(|line| line.split_once('=')).collect();
 
     match Config::load(&[], &vars) {
-        Ok(config) => {
-            assert!(!config.word.trim().is_empty() && config.word.chars().count() <= MAX_WORD_CHARS);
-            assert!(!config.word.chars().any(char::is_control), "{:?}", config.word);
-            assert!(config.port != config.admin_port || config.port == 0);
-            assert!(config.max_connections >= 1);
+        Ok(Config { server, source, bigquery: bq }) => {
+            assert!(!source.word.trim().is_empty() && source.word.chars().count() <= MAX_WORD_CHARS);
+            assert!(!source.word.chars().any(char::is_control), "{:?}", source.word);
+            assert!(server.port != server.admin_port || server.port == 0);
+            assert!(server.max_connections >= 1);
             for d in [
-                config.cache_ttl,
-                config.drain_timeout,
-                config.header_read_timeout,
-                config.write_timeout,
-                config.request_timeout,
+                source.cache_ttl,
+                server.drain_timeout,
+                server.header_read_timeout,
+                server.write_timeout,
+                server.request_timeout,
             ] {
                 assert!(usable(d), "accepted a duration the server cannot use: {d:?}");
             }
-            assert!(!config.header_read_timeout.is_zero() && !config.request_timeout.is_zero());
-            if let SourceConfig::BigQuery(bq) = &config.source {
+            assert!(!server.header_read_timeout.is_zero() && !server.request_timeout.is_zero());
+            if source.kind == SourceKind::BigQuery {
+                assert!(bq.project.is_some());
                 // The table name is put between backticks in the SQL.
                 assert_eq!(bq.table.split('.').count(), 3, "{:?}", bq.table);
                 assert!(

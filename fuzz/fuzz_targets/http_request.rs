@@ -47,7 +47,7 @@ fn harness() -> &'static Harness {
         let env: HashMap<&str, &str> = [("CACHE_TTL", "86400"), ("PORT", "0"), ("ADMIN_PORT", "0")].into();
         let config = Config::load(&[], &env).expect("config");
         let app = runtime.block_on(wordcount::build(&config)).expect("build");
-        runtime.block_on(app.state.cache.get(&app.state.word, &TraceContext::default())).expect("the sample answers");
+        runtime.block_on(app.state.cache.get(&TraceContext::default())).expect("the sample answers");
         Harness { runtime, state: app.state, limits: app.limits }
     })
 }

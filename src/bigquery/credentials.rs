@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::Mutex;
 
-use crate::config::{BigQueryAuth, BigQueryConfig};
+use crate::config::{BigQueryAuth, BigQuerySettings};
 use crate::error::{Error, Result};
 
 /// Running a query creates a job, which the read-only scope does not allow;
@@ -31,7 +31,7 @@ fn key_file_provider(path: &Path) -> Result<Arc<dyn gcp_auth::TokenProvider>> {
 impl Credentials {
     /// `None` with `BIGQUERY_AUTH=none`. A configured key file must be
     /// readable and valid, or start-up stops with a config error.
-    pub(super) fn new(config: &BigQueryConfig) -> Result<Option<Self>> {
+    pub(super) fn new(config: &BigQuerySettings) -> Result<Option<Self>> {
         Ok(match (config.auth, &config.credentials_file) {
             (BigQueryAuth::None, _) => None,
             (BigQueryAuth::Google, Some(path)) => {

@@ -28,7 +28,7 @@ pub async fn spawn_app(vars: &[(&str, &str)]) -> TestApp {
     env.extend(vars.iter().copied());
     let config = Config::load(&[], &env).expect("valid test configuration");
     let app = wordcount::build(&config).await.expect("service builds");
-    let (public, admin) = App::bind(&config).await.expect("bind port 0");
+    let (public, admin) = App::bind(&config.server).await.expect("bind port 0");
     let (public_addr, admin_addr) = (public.local_addr().unwrap(), admin.local_addr().unwrap());
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(public, admin, async {

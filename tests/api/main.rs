@@ -5,7 +5,6 @@
 
 mod bigquery;
 mod cli;
-mod fake_gcp;
 mod helpers;
 mod hostile;
 mod routes;

@@ -61,7 +61,7 @@ async fn csp_allows_exactly_the_pages_style_by_hash() {
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(style));
     assert!(
         csp.contains(&format!("style-src 'sha256-{hash}';")),
-        "set style-src 'sha256-{hash}' in src/routes.rs: {csp}"
+        "set style-src 'sha256-{hash}' in CSP, src/response.rs: {csp}"
     );
     assert_eq!(html.matches("<style").count(), 1, "one style block");
     assert!(!html.contains("style=") && !csp.contains("unsafe"), "no inline style attribute, nothing unsafe");

@@ -1,0 +1,486 @@
+//! Cloud Logging's JSON lines: one object per line with the field names
+//! Google Cloud Logging reads from a container's output: `severity`,
+//! `message`, `time`, and `logging.googleapis.com/trace` / `spanId` when a
+//! request has a trace. Everything else is flattened beside them, fields of
+//! the enclosing spans included, so every line logged while serving a
+//! request carries its `request_id` and `trace_id`.
+
+use std::cell::RefCell;
+use std::io::Write;
+use std::num::NonZero;
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer as _};
+use time::format_description::well_known::Iso8601;
+use time::format_description::well_known::iso8601::{Config, EncodedConfig, TimePrecision};
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Layer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Cloud Logging's JSON lines, written to `writer`.
+pub(super) struct GcpJson<W> {
+    pub(super) project: Option<String>,
+    pub(super) writer: W,
+}
+
+const TRACE_KEY: &str = "logging.googleapis.com/trace";
+const SPAN_ID_KEY: &str = "logging.googleapis.com/spanId";
+
+/// RFC 3339 in UTC with microseconds: `2026-11-18T07:06:40.123456Z`.
+const TIME: EncodedConfig =
+    Config::DEFAULT.set_time_precision(TimePrecision::Second { decimal_digits: NonZero::new(6) }).encode();
+
+/// A span's fields, repeated on every line logged inside it.
+struct SpanFields(serde_json::Map<String, serde_json::Value>);
+
+impl<S, W> Layer<S> for GcpJson<W>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if let (Some(fields), Some(span)) = (self.span_fields(|fields| attrs.record(fields)), ctx.span(id)) {
+            span.extensions_mut().insert(SpanFields(fields));
+        }
+    }
+
+    /// Builds the line in this thread's buffer, reused from line to line (a
+    /// line started while another is being built, because a field's `Debug`
+    /// logged something itself, gets its own), and hands it over whole.
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        thread_local! {
+            static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        LINE.with(|cell| {
+            let (mut reused, mut own) = (cell.try_borrow_mut(), Vec::new());
+            let line = match &mut reused {
+                Ok(line) => &mut **line,
+                Err(_) => &mut own,
+            };
+            line.clear();
+            if self.write_line(line, &ctx, event).is_ok() {
+                escape_invisible(line);
+                line.push(b'\n');
+                // Nowhere left to report a failed log write.
+                let _ = self.writer.make_writer().write_all(line);
+            }
+        });
+    }
+}
+
+impl<W> GcpJson<W> {
+    /// Keys are written base fields, then span fields (outermost first),
+    /// then the event's own, so with JSON's last-one-wins an event field
+    /// overrides a span field of the same name.
+    fn write_line<S>(&self, line: &mut Vec<u8>, ctx: &Context<'_, S>, event: &Event<'_>) -> serde_json::Result<()>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = event.metadata();
+        let time = time::OffsetDateTime::now_utc().format(&Iso8601::<TIME>).unwrap_or_default();
+        let mut serializer = serde_json::Serializer::new(&mut *line);
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("time", &time)?;
+        map.serialize_entry("severity", severity(*meta.level()))?;
+        map.serialize_entry("target", meta.target())?;
+        for span in ctx.event_scope(event).into_iter().flat_map(|scope| scope.from_root()) {
+            if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
+                fields.iter().try_for_each(|(key, value)| map.serialize_entry(key, value))?;
+            }
+        }
+        let mut fields = Fields { json: self, map, has_message: false };
+        event.record(&mut fields);
+        if !fields.has_message {
+            fields.entry("message", "");
+        }
+        fields.map.end()
+    }
+
+    /// The fields `record` gives, as a span keeps them.
+    fn span_fields(&self, record: impl FnOnce(&mut dyn Visit)) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let mut fields =
+            Fields { json: self, map: serde_json::value::Serializer.serialize_map(None).ok()?, has_message: true };
+        record(&mut fields);
+        match fields.map.end() {
+            Ok(serde_json::Value::Object(fields)) => Some(fields),
+            _ => None,
+        }
+    }
+}
+
+/// Writes an event's fields into the line's JSON object.
+struct Fields<'a, W, M> {
+    json: &'a GcpJson<W>,
+    map: M,
+    has_message: bool,
+}
+
+impl<W, M: SerializeMap> Fields<'_, W, M> {
+    fn entry(&mut self, key: &str, value: &(impl Serialize + ?Sized)) {
+        // Into a Vec, with string keys, serializing cannot fail.
+        let _ = self.map.serialize_entry(key, value);
+    }
+
+    fn string(&mut self, field: &Field, value: &str) {
+        self.entry(field.name(), value);
+        match field.name() {
+            "trace_id" => self.trace(value),
+            "span_id" => self.entry(SPAN_ID_KEY, value),
+            "message" => self.has_message = true,
+            _ => {}
+        }
+    }
+
+    /// `logging.googleapis.com/trace`, in the `projects/P/traces/T` form
+    /// when the project is known.
+    fn trace(&mut self, trace_id: &str) {
+        match &self.json.project {
+            Some(project) => self.entry(TRACE_KEY, &Text(format_args!("projects/{project}/traces/{trace_id}"))),
+            None => self.entry(TRACE_KEY, trace_id),
+        }
+    }
+}
+
+impl<W, M: SerializeMap> Visit for Fields<'_, W, M> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.string(field, value);
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.entry(field.name(), &value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.entry(field.name(), &value);
+    }
+    /// Not finite: `null`.
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.entry(field.name(), &value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.entry(field.name(), &value);
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.string(field, &value.to_string());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "trace_id" | "span_id" => self.string(field, &format!("{value:?}")),
+            name => {
+                self.has_message |= name == "message";
+                self.entry(name, &Text(format_args!("{value:?}")));
+            }
+        }
+    }
+}
+
+/// Formatted text as a JSON string, escaped as it is written (every log
+/// message arrives this way), without a `String` in between.
+struct Text<'a>(std::fmt::Arguments<'a>);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// The one rule serde_json does not have: every non-ASCII code point that
+/// Rust's `Debug` (and so text mode) escapes, such as bidirectional controls
+/// (U+202E) and invisible ones, is written as `\uXXXX`, so none reaches a
+/// terminal or log viewer raw. Outside its strings a JSON line is ASCII, so
+/// this runs over the whole line; nearly every line is ASCII throughout.
+fn escape_invisible(line: &mut Vec<u8>) {
+    if line.is_ascii() {
+        return;
+    }
+    let Ok(text) = std::str::from_utf8(line) else { return };
+    let mut escaped = Vec::with_capacity(line.len() + 16);
+    for c in text.chars() {
+        if c.is_ascii() || c.escape_debug().len() == 1 {
+            escaped.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        } else {
+            for unit in c.encode_utf16(&mut [0; 2]) {
+                // Writing into a Vec cannot fail.
+                let _ = write!(escaped, "\\u{unit:04x}");
+            }
+        }
+    }
+    *line = escaped;
+}
+
+fn severity(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "ERROR",
+        Level::WARN => "WARNING",
+        Level::INFO => "INFO",
+        _ => "DEBUG",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use std::io;
+    use std::time::Duration;
+
+    use serde_json::Value;
+    use tracing_appender::non_blocking::NonBlockingBuilder;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::*;
+    use crate::telemetry::{Access, log_access};
+    use crate::trace::TraceContext;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// A log destination the tests can read back.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Buffer {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8")
+        }
+    }
+
+    impl Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("buffer").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    /// The JSON lines `log` writes, as text.
+    fn logged(project: Option<&str>, log: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let json = GcpJson { project: project.map(str::to_owned), writer: buffer.clone() };
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(json), log);
+        buffer.text()
+    }
+
+    /// The one JSON line `log` writes.
+    fn line(log: impl FnOnce()) -> Value {
+        let text = logged(None, log);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        serde_json::from_str(&text).expect(&text)
+    }
+
+    /// `s` as a JSON string, the way log lines write it.
+    fn json_string(s: &str) -> String {
+        let mut line = serde_json::to_vec(s).expect("serialize");
+        escape_invisible(&mut line);
+        String::from_utf8(line).expect("utf8")
+    }
+
+    /// The number logged as `key`, read by Rust's exact parser (serde_json's
+    /// default one may be off by one unit in the last place).
+    fn number(text: &str, key: &str) -> f64 {
+        let (_, rest) = text.split_once(&format!("\"{key}\":")).expect(text);
+        rest.split([',', '}']).next().and_then(|n| n.parse().ok()).expect(text)
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let line = line(|| tracing::info!("now"));
+        let text = line["time"].as_str().expect("time is a string");
+        let parsed =
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("RFC 3339");
+        let skew = (time::OffsetDateTime::now_utc() - parsed).abs();
+        assert!(skew < time::Duration::seconds(2), "{text} is now");
+        assert_eq!(text.len(), "2026-11-18T07:06:40.123456Z".len());
+        assert!(text.ends_with('Z'), "{text}");
+    }
+
+    #[test]
+    fn fields_are_valid_json_whatever_they_hold() {
+        let tricky = "say \"hi\"\\\n\r\t\u{1}\u{1f}é\u{2028}";
+        let value = line(|| {
+            tracing::info!(
+                plain = "/api/v1/counts",
+                tricky,
+                "key \"quoted\"" = true,
+                nan = f64::NAN,
+                ms = 0.25,
+                neg = -3i64,
+                debug = ?tricky,
+            )
+        });
+        assert_eq!(value["plain"], "/api/v1/counts");
+        assert_eq!(value["tricky"], tricky);
+        assert_eq!(value["key \"quoted\""], true);
+        assert!(value["nan"].is_null());
+        assert_eq!(value["ms"], 0.25);
+        assert_eq!(value["neg"], -3);
+        assert_eq!(value["debug"], format!("{tricky:?}"));
+        assert_eq!(value["message"], "", "a line without a message still has the field");
+    }
+
+    /// What text mode's `Debug` escapes, JSON lines escape too.
+    #[test]
+    fn bidi_and_invisible_code_points_are_escaped() {
+        let path = "/a\u{202e}b\u{200b}c\u{2066}\u{feff}\u{85}é日本\u{1f600}'";
+        let text = logged(None, || tracing::info!(path, "request"));
+        assert!(text.contains(r#""path":"/a\u202eb\u200bc\u2066\ufeff\u0085é日本😀'""#), "{text}");
+        let value: Value = serde_json::from_str(&text).expect(&text);
+        assert_eq!(value["path"], path);
+    }
+
+    #[test]
+    fn every_code_point_reads_back_and_only_printable_ones_stay_raw() {
+        let chars = (0..0x3_0000).filter_map(char::from_u32).chain(['\u{e0001}', '\u{10ffff}']);
+        for c in chars {
+            // Each code point alone, and between plain ASCII.
+            for case in [c.to_string(), format!("ab{c}cd")] {
+                let json = json_string(&case);
+                assert_eq!(serde_json::from_str::<String>(&json).expect(&json), case);
+                // What Debug escapes but JSON need not: quotes, and DEL.
+                let mut raw = json.trim_matches('"').chars().filter(|c| !matches!(c, '\'' | '"' | '\\' | '\u{7f}'));
+                assert!(raw.all(|c| c.escape_debug().len() == 1), "{c:?} stays raw in {json}");
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_read_back_as_the_same_number() {
+        let mut values = vec![0.0, -0.0, 0.25, 0.036, 1.5, 12.000_001, 999_999.999_999, 1e6, 1e-7, 0.1 + 0.2, -3.75];
+        values.extend((0..2000).map(|i| f64::from(i) * 0.017 + 1e-3));
+        values.extend((0..2000).map(|i| Duration::from_micros(i * 7919).as_secs_f64() * 1000.0));
+        for x in values {
+            assert_eq!(number(&logged(None, || tracing::info!(x)), "x"), x, "{x:?}");
+        }
+        for n in [0, 7, 10, 99, 200, 1_000_001, u64::MAX] {
+            let text = logged(None, || tracing::info!(n));
+            assert!(text.contains(&format!(",\"n\":{n},")), "{text}");
+        }
+        for n in [i64::MIN, -3, 0, i64::MAX] {
+            let text = logged(None, || tracing::info!(n));
+            assert!(text.contains(&format!(",\"n\":{n},")), "{text}");
+        }
+    }
+
+    #[test]
+    fn access_lines_carry_the_request_and_its_trace() {
+        let traced = TraceContext::from_traceparent(Some(VALID));
+        let fresh = TraceContext::from_traceparent(None);
+        let accesses = [
+            Access {
+                request_id: "client-id.1",
+                trace_id: traced.trace_id.as_str(),
+                span_id: traced.span_id.as_str(),
+                method: "GET",
+                path: "/api/v1/counts",
+                route: "counts",
+                status: 200,
+                latency: Duration::from_micros(42),
+            },
+            Access {
+                request_id: fresh.span_id.as_str(),
+                trace_id: fresh.trace_id.as_str(),
+                span_id: fresh.span_id.as_str(),
+                method: "other",
+                path: "/a\"b\\c\u{1}",
+                route: "not_found",
+                status: 404,
+                latency: Duration::from_millis(1500),
+            },
+        ];
+        for project in [None, Some("my-project")] {
+            for access in &accesses {
+                let text = logged(project, || log_access(access));
+                let line: Value = serde_json::from_str(&text).expect(&text);
+                assert_eq!(line["severity"], "INFO");
+                assert_eq!(line["target"], "wordcount::routes");
+                assert_eq!(line["message"], "request");
+                assert_eq!(line["request_id"], access.request_id);
+                assert_eq!(line["trace_id"], access.trace_id);
+                assert_eq!(line["span_id"], access.span_id);
+                assert_eq!(line["method"], access.method);
+                assert_eq!(line["path"], access.path);
+                assert_eq!(line["route"], access.route);
+                assert_eq!(line["status"], access.status);
+                assert_eq!(number(&text, "latency_ms"), access.latency.as_micros() as f64 / 1000.0);
+                let trace = match project {
+                    Some(project) => format!("projects/{project}/traces/{}", access.trace_id),
+                    None => access.trace_id.to_owned(),
+                };
+                assert_eq!(line[TRACE_KEY], trace);
+                assert_eq!(line[SPAN_ID_KEY], access.span_id);
+            }
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_gcp_fields_and_span_fields() {
+        let output = logged(Some("my-project"), || {
+            let span = tracing::info_span!("request", request_id = "r1", trace_id = "abc", span_id = "def");
+            let _entered = span.enter();
+            tracing::warn!(status = 503u64, detail = "a \"quoted\"\nline", "source failed");
+        }) + &logged(None, || tracing::info!(trace_id = "t2", "outside any span"));
+
+        let lines: Vec<&str> = output.lines().collect();
+        assert_eq!(lines.len(), 2, "{output}");
+        let line: Value = serde_json::from_str(lines[0]).expect("valid JSON");
+        assert_eq!(line["detail"], "a \"quoted\"\nline");
+        assert_eq!(line["severity"], "WARNING");
+        assert_eq!(line["message"], "source failed");
+        assert_eq!(line["status"], 503);
+        assert_eq!(line["request_id"], "r1");
+        assert_eq!(line["logging.googleapis.com/trace"], "projects/my-project/traces/abc");
+        assert_eq!(line["logging.googleapis.com/spanId"], "def");
+        let time = line["time"].as_str().expect("time is a string");
+        assert!(
+            time::OffsetDateTime::parse(time, &time::format_description::well_known::Rfc3339).is_ok(),
+            "{time} is RFC 3339"
+        );
+
+        let outside: Value = serde_json::from_str(lines[1]).expect("valid JSON");
+        assert_eq!(outside["logging.googleapis.com/trace"], "t2", "no project: the bare trace id");
+        assert_eq!(outside["severity"], "INFO");
+    }
+
+    /// The writer thread's configuration: lines from several threads arrive
+    /// whole, each thread's in order, and none is lost, the last ones
+    /// written out when the guard drops.
+    #[test]
+    fn queued_lines_arrive_whole_and_in_order() {
+        let buffer = Buffer::default();
+        let (stdout, guard) = NonBlockingBuilder::default().lossy(false).buffered_lines_limit(4).finish(buffer.clone());
+        let dispatch =
+            tracing::Dispatch::new(tracing_subscriber::registry().with(GcpJson { project: None, writer: stdout }));
+        let threads: Vec<_> = (0..2u64)
+            .map(|thread| {
+                let dispatch = dispatch.clone();
+                std::thread::spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        for n in 0..500u64 {
+                            tracing::info!(thread, n, padding = "x".repeat(200), "line");
+                        }
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().for_each(|t| t.join().expect("thread"));
+        drop(guard);
+        let mut next = [0, 0];
+        for text in buffer.text().lines() {
+            let line: Value = serde_json::from_str(text).expect(text);
+            let thread = line["thread"].as_u64().expect("thread") as usize;
+            assert_eq!(line["n"], next[thread], "{text}");
+            next[thread] += 1;
+        }
+        assert_eq!(next, [500, 500]);
+    }
+}
