@@ -17,7 +17,7 @@
 # PINNED (default 1; 0 shares both cores with wrk -t2), BASE (a git revision:
 # also measure the service built from it, side by side), PORT_BASE (18080).
 #
-# At the end it runs the cold path (testkit/src/bin/loadtest.rs cold-path): the
+# At the end it runs the cold path (testkit/src/bin/loadtest/cold_path.rs): the
 # same binary on SOURCE=bigquery against the fake, CACHE_TTL=2 s, loaded on
 # the first of CONNECTIONS for DURATION: requests/s and BigQuery jobs per TTL.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make loadtest: the four scenarios of testkit/src/bin/loadtest.rs (cold path,
+# make loadtest: the four scenarios of testkit/src/bin/loadtest/ (cold path,
 # 10k idle connections, upstream faults under load, rolling restart) against
 # the real release binary. docs/reliability.md describes models and targets.
 #
