@@ -117,6 +117,8 @@ cmd_assets() {
 		"$engine" pull --quiet --platform "$platform" "$ref" >/dev/null
 		cid="$("$engine" create --platform "$platform" "$ref")"
 		"$engine" cp "$cid:/wordcount" "$bin"
+		# The licence notices shipped beside this binary in the image.
+		"$engine" cp "$cid:/licenses/THIRD-PARTY.html" "$dir/wordcount-$version-$triple-THIRD-PARTY.html"
 		"$engine" rm "$cid" >/dev/null
 		chmod 0755 "$bin"
 		if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
@@ -141,6 +143,9 @@ cmd_assets() {
 		name="$(basename "$f")"
 		cp "$f" "$dir/wordcount-$version-deps.${name#wordcount.}"
 	done
+	# The judged advisories (sbom/wordcount.openvex.json) with this image's digest.
+	SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" python3 scripts/supply-chain/vex.py \
+		--image "$ref" --out "$dir/wordcount-$version.openvex.json"
 	cmd_manifests "$ref" "$dir"
 }
 
@@ -216,6 +221,7 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "$@" --type cyclonedx --predicate "$f" "$ref"
 		done
+		cosign attest --yes "$@" --type openvex --predicate "$dir/wordcount-$(cargo_version).openvex.json" "$ref"
 		log "signed and attested $ref ($format format)"
 	}
 	sign_in legacy "${LEGACY[@]}"
