@@ -98,7 +98,7 @@ RUN WORDCOUNT_COMMIT="$(printf '%.12s' "$REVISION")" xx-cargo auditable build --
     && mkdir -p /out/etc/ssl/certs /out/licenses \
     && cp "target/$triple/release/wordcount" /out/wordcount \
     && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt \
-    && cargo about generate --locked --fail --target "$triple" -m Cargo.toml \
+    && cargo about generate --frozen --fail --target "$triple" -m Cargo.toml \
          -c scripts/supply-chain/about.toml -o /out/licenses/THIRD-PARTY.html \
          scripts/supply-chain/about.hbs
 

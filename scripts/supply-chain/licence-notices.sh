@@ -25,8 +25,11 @@ if want != have:
     sys.exit(1)
 PY
 cargo_tool cargo-about "$CARGO_ABOUT"
+# --frozen: Cargo.lock as committed, and offline, so the licence texts come
+# from the crates' own files in the registry cache (fetched here), never from
+# the ClearlyDefined service.
 cargo fetch --locked --quiet
 mkdir -p "$(dirname "$out")"
-cargo about generate --locked --fail --target "$target" -m Cargo.toml \
+cargo about generate --frozen --fail --target "$target" -m Cargo.toml \
 	-c scripts/supply-chain/about.toml -o "$out" scripts/supply-chain/about.hbs
 log "$out: $(grep -c 'class="crate"' "$out") crates for $target"
