@@ -63,7 +63,7 @@ ARG CARGO_ABOUT=0.9.3
 RUN apk add --no-cache musl-dev=1.2.5-r12 clang=~20 lld=~20 \
     && cargo install --locked --version "$CARGO_CHEF" cargo-chef \
     && cargo install --locked --version "$CARGO_AUDITABLE" cargo-auditable \
-    && cargo install --locked --version "$CARGO_ABOUT" cargo-about \
+    && cargo install --locked --features cli --version "$CARGO_ABOUT" cargo-about \
     && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
 WORKDIR /src
 

@@ -24,7 +24,8 @@ if want != have:
     print(f"only in deny.toml: {sorted(want - have)}; only in about.toml: {sorted(have - want)}", file=sys.stderr)
     sys.exit(1)
 PY
-cargo_tool cargo-about "$CARGO_ABOUT"
+# Its binary is behind the `cli` feature.
+cargo_tool cargo-about "$CARGO_ABOUT" --features cli
 # --frozen: Cargo.lock as committed, and offline, so the licence texts come
 # from the crates' own files in the registry cache (fetched here), never from
 # the ClearlyDefined service.
