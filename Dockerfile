@@ -60,9 +60,12 @@ COPY --from=xx /usr/bin/ /usr/bin/
 # differ from that file).
 ARG CARGO_CHEF=0.1.78
 ARG CARGO_AUDITABLE=0.7.7
+# cargo-about writes the licence notices shipped at /licenses/THIRD-PARTY.html.
+ARG CARGO_ABOUT=0.9.3
 RUN apk add --no-cache musl-dev=~1.2 clang=~20 lld=~20 \
     && cargo install --locked --version "$CARGO_CHEF" cargo-chef \
     && cargo install --locked --version "$CARGO_AUDITABLE" cargo-auditable \
+    && cargo install --locked --features cli --version "$CARGO_ABOUT" cargo-about \
     && rm -rf "$CARGO_HOME/registry" "$CARGO_HOME/git"
 WORKDIR /src
 
@@ -94,15 +97,19 @@ ARG REVISION=unknown
 RUN WORDCOUNT_COMMIT="$(printf '%.12s' "$REVISION")" xx-cargo auditable build --release --locked \
     && triple="$(xx-cargo --print-target-triple)" \
     && xx-verify --static "target/$triple/release/wordcount" \
-    && mkdir -p /out/etc/ssl/certs \
+    && mkdir -p /out/etc/ssl/certs /out/licenses \
     && cp "target/$triple/release/wordcount" /out/wordcount \
-    && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
+    && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt \
+    && cargo about generate --frozen --fail --target "$triple" -m Cargo.toml \
+         -c scripts/supply-chain/about.toml -o /out/licenses/THIRD-PARTY.html \
+         scripts/supply-chain/about.hbs
 
 # --- local path: binary and CA bundle staged by scripts/image/build-image.sh ----
 # (linux/amd64 only: `make static` builds x86_64-unknown-linux-gnu.)
 FROM scratch AS prebuilt
 COPY target/image/prebuilt/wordcount /out/wordcount
 COPY target/image/prebuilt/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
+COPY target/image/prebuilt/THIRD-PARTY.html /out/licenses/THIRD-PARTY.html
 
 FROM ${BINARY_FROM} AS binary
 
@@ -118,8 +125,11 @@ LABEL org.opencontainers.image.title="wordcount" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.created="${CREATED}"
-# Exactly two files: the static binary and the CA bundle its rustls clients
-# load through rustls-native-certs (/etc/ssl/certs/ca-certificates.crt).
+# Exactly three files: the static binary, the CA bundle its rustls clients
+# load through rustls-native-certs (/etc/ssl/certs/ca-certificates.crt), and
+# the third-party licence notices of the crates in the binary
+# (/licenses/THIRD-PARTY.html, cargo-about), which their licences require to
+# travel with every copy.
 COPY --from=binary /out/ /
 # 65532 is "nonroot" in distroless images; numeric, because scratch has no
 # /etc/passwd and Kubernetes' runAsNonRoot can only verify a numeric user.

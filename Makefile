@@ -76,7 +76,7 @@ data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what
 ## --- supply chain (docs/supply-chain.md) --------------------------------------
 
 SUPPLY_CHAIN := scripts/supply-chain
-.PHONY: supply-chain supply-chain-tools deny audit audit-bin semgrep sbom sbom-check supply-chain-selftest
+.PHONY: supply-chain supply-chain-tools deny audit audit-bin semgrep sbom sbom-check sbom-review supply-chain-selftest
 supply-chain: deny audit semgrep sbom-check audit-bin ## All supply-chain gates: cargo-deny, cargo-audit (lock + binary), Semgrep, SBOM freshness
 
 supply-chain-tools: ## Install the pinned supply-chain tools (skips what is already there)
@@ -97,16 +97,19 @@ semgrep: supply-chain-tools ## Project Semgrep rules: fixtures (semgrep --test) 
 sbom: supply-chain-tools ## Regenerate sbom/wordcount.{cdx,spdx}.json (commit them with Cargo.lock changes)
 	$(SUPPLY_CHAIN)/sbom.sh generate
 
-sbom-check: supply-chain-tools ## Fail if sbom/ does not match Cargo.toml/Cargo.lock
+sbom-check: supply-chain-tools ## Fail if sbom/ does not match Cargo.toml/Cargo.lock or is not a valid SBOM (schema, SPDX tools, NTIA elements)
 	$(SUPPLY_CHAIN)/sbom.sh check
 
-supply-chain-selftest: supply-chain-tools ## Prove each gate refuses a banned crate, an advisory, a stale SBOM and each Semgrep pattern
+sbom-review: supply-chain-tools ## Reviewer's Markdown of crate changes since BASE (default: merge base with main) -> target/sbom-review.md
+	$(SUPPLY_CHAIN)/sbom.sh review $(BASE)
+
+supply-chain-selftest: supply-chain-tools ## Prove each gate refuses a banned crate, an advisory, a stale or invalid SBOM, an unjudged VEX ignore and each Semgrep pattern
 	$(SUPPLY_CHAIN)/selftest.sh
 
 ## --- static binary and image (Dockerfile, scripts/image/) ---------------------
 
 IMAGE_SCRIPTS := scripts/image
-.PHONY: image-tools static image image-test repro-check
+.PHONY: image-tools static image image-test vex-attest-test repro-check
 image-tools: | debian-x86_64 ## [Debian/x86_64] Install podman/buildah/runc/skopeo, cargo-auditable, hadolint, syft (pinned; skips what is there)
 	scripts/install.sh image
 
@@ -119,6 +122,9 @@ image: static ## Build localhost/wordcount:dev (podman here with the prebuilt st
 image-test: image ## Image checks: static, empty root, scratch contents, hardened run, TLS, SBOM, hadolint, budgets; the README's docker commands
 	$(IMAGE_SCRIPTS)/test-image.sh
 	$(IMAGE_SCRIPTS)/readme-test.sh
+
+vex-attest-test: image ## The release's VEX attestation with the real cosign: attest to $$IMAGE in a loopback registry, verify, other key refused
+	$(SUPPLY_CHAIN)/vex-attest-test.sh
 
 repro-check: image-tools ## Two clean builds of the static binary from HEAD must have the same sha256
 	$(IMAGE_SCRIPTS)/repro-check.sh

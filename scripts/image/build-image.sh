@@ -2,8 +2,9 @@
 # Builds localhost/wordcount:dev from the Dockerfile's final stage.
 #
 #   podman (this machine, CI): BINARY_FROM=prebuilt, i.e. the static binary
-#     from `make static` (target/x86_64-unknown-linux-gnu/release/wordcount)
-#     and the Mozilla CA bundle from Debian's ca-certificates, staged in
+#     from `make static` (target/x86_64-unknown-linux-gnu/release/wordcount),
+#     the Mozilla CA bundle from Debian's ca-certificates and the licence
+#     notices (scripts/supply-chain/licence-notices.sh), staged in
 #     target/image/prebuilt/. Nothing is pulled.
 #   docker with a daemon: the full musl build inside the Dockerfile
 #     (BUILD_FROM_SOURCE=1 forces that with podman too, where pulls work).
@@ -32,6 +33,7 @@ args=(
 	--build-arg "VERSION=$version"
 	--build-arg "CARGO_CHEF=$CARGO_CHEF"
 	--build-arg "CARGO_AUDITABLE=$CARGO_AUDITABLE"
+	--build-arg "CARGO_ABOUT=$CARGO_ABOUT"
 	--tag "$IMAGE"
 )
 mkdir -p target/image
@@ -53,9 +55,11 @@ else
 		cat "$crt" >>"$stage/ca-certificates.crt"
 	done < <(find /usr/share/ca-certificates/mozilla -name '*.crt' | LC_ALL=C sort)
 	[[ -s "$stage/ca-certificates.crt" ]] || { echo "build-image: no CA certificates found (apt ca-certificates)" >&2; exit 1; }
+	# The licence notices of the crates in this binary (its gnu target).
+	scripts/supply-chain/licence-notices.sh x86_64-unknown-linux-gnu "$stage/THIRD-PARTY.html"
 	chmod 0755 "$stage/wordcount"
-	chmod 0644 "$stage/ca-certificates.crt"
-	touch -d "@$SOURCE_DATE_EPOCH" "$stage/wordcount" "$stage/ca-certificates.crt"
+	chmod 0644 "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html"
+	touch -d "@$SOURCE_DATE_EPOCH" "$stage/wordcount" "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html"
 	args+=(--build-arg BINARY_FROM=prebuilt)
 fi
 

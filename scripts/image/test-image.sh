@@ -8,7 +8,8 @@
 #   2. the binary: no PT_INTERP, no NEEDED, auditable data; runs in an empty
 #      root directory as 65532 and serves the sample; start-up and RSS figures
 #   3. the image: config (user, entrypoint, ports, healthcheck, labels),
-#      contents (the binary and the CA bundle, nothing else), no shell, size
+#      contents (the binary, the CA bundle and the licence notices, nothing
+#      else), no shell, size
 #   4. hardened run: --read-only --cap-drop=ALL --security-opt
 #      no-new-privileges; /hello, the sample table, healthcheck, SIGTERM
 #   5. TLS: the BigQuery source against a local HTTPS server whose CA is
@@ -140,15 +141,17 @@ for l in "${want_labels[@]}"; do
 	check "label ${l%%=*}" test "$(inspect "{{index .Config.Labels \"${l%%=*}\"}}")" = "${l#*=}"
 done
 
-check "contents: exactly /wordcount and /etc/ssl/certs/ca-certificates.crt" python3 -c '
+NOTICES=licenses/THIRD-PARTY.html
+check "contents: exactly /wordcount, /etc/ssl/certs/ca-certificates.crt and /$NOTICES" python3 -c '
 import json, sys
 files = json.load(open(sys.argv[1]))["files"]
-want = {"wordcount", "etc/ssl/certs/ca-certificates.crt"}
-if set(files) != want:
+want = {"wordcount": "0o755", "etc/ssl/certs/ca-certificates.crt": "0o644", sys.argv[2]: "0o644"}
+if set(files) != set(want):
     sys.exit(f"image files {sorted(files)}, want {sorted(want)}")
-if files["wordcount"]["mode"] != "0o755" or files["etc/ssl/certs/ca-certificates.crt"]["mode"] != "0o644":
+if any(files[f]["mode"] != m for f, m in want.items()):
     sys.exit(f"modes: {files}")
-' "$WORK/contents.json"
+' "$WORK/contents.json" "$NOTICES"
+notices_bytes=$(stat -c %s "$WORK/rootfs/$NOTICES" 2>/dev/null || echo 0)
 if grep -qx 'BINARY_FROM=prebuilt' "$OUT/build.env"; then
 	check "the image's /wordcount is the binary make static built" \
 		test "$(sha256sum target/x86_64-unknown-linux-gnu/release/wordcount | cut -d' ' -f1)" = "$bin_sha"
@@ -298,13 +301,14 @@ fi
 
 # ------------------------------------------------------------------------------
 section "budgets (figures, not asserts)"
-python3 - "$WORK/startup.json" "$image_bytes" "$container_rss_kib" "$OUT/budgets.json" <<'PY'
+python3 - "$WORK/startup.json" "$image_bytes" "$container_rss_kib" "$OUT/budgets.json" "$notices_bytes" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-image, crss = int(sys.argv[2]), int(sys.argv[3])
+image, crss, notices = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5])
 fig = {
     "image_bytes": image,
     "image_mib": round(image / 2**20, 2),
+    "licence_notices_kib": round(notices / 1024, 1),
     "idle_rss_mib": round(s.get("idle_rss_kib_median", 0) / 1024, 2),
     "idle_rss_mib_max": round(s.get("idle_rss_kib_max", 0) / 1024, 2),
     "container_rss_after_requests_mib": round(crss / 1024, 2),
@@ -316,6 +320,7 @@ def line(name, value, unit, budget):
     mark = "within" if value is not None and value <= budget else "OVER"
     print(f"  {name:<34} {value} {unit}  (budget <= {budget} {unit}: {mark})")
 line("image size, uncompressed", fig["image_mib"], "MiB", 8)
+print(f"  {'  of which licence notices':<34} {fig['licence_notices_kib']} KiB (in the 8 MiB)")
 line("idle RSS (median of 5, sample)", fig["idle_rss_mib"], "MiB", 10)
 line("start -> ready (median of 5)", fig["start_to_ready_ms_median"], "ms", 50)
 print(f"  {'start -> ready (max of 5)':<34} {fig['start_to_ready_ms_max']} ms")

@@ -121,7 +121,8 @@ apt_install_missing() {
 		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# cargo_tool CRATE VERSION: installs CRATE at exactly VERSION unless
+# cargo_tool CRATE VERSION [ARG...]: installs CRATE at exactly VERSION (ARGs
+# go to `cargo install`, e.g. --features for a binary behind one) unless
 # `cargo install` already recorded that version and its binary is on PATH.
 # (Asking the tools is unreliable: `cargo auditable --version` prints cargo's.)
 cargo_tool() {
@@ -138,7 +139,7 @@ cargo_tool() {
 	local dir
 	dir="$(mktemp -d "${TMPDIR:-/tmp}/wordcount-tool-build-$crate.XXXXXX")"
 	CARGO_TARGET_DIR="$dir" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
-		nice -n 10 cargo install --quiet --locked --version "$version" "$crate"
+		nice -n 10 cargo install --quiet --locked --version "$version" "${@:3}" "$crate"
 	rm -rf "$dir"
 }
 

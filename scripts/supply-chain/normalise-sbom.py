@@ -14,6 +14,15 @@ committed SBOMs only change when the dependency tree does:
 * arrays whose order carries no meaning are sorted, and exact duplicate
   entries dropped (cargo-sbom 0.10 lists its Cargo.lock file entry twice,
   which repeats an SPDXID).
+It also fills in what the generators leave out and the NTIA minimum elements
+need (validate-sbom.py checks them):
+* the SBOM's author: the wordcount project, beside the generating tool;
+* a supplier for each crate: crates.io, the registry it is taken from (the
+  CycloneDX "author" from Cargo.toml stays where the crate declares one);
+* SPDX download locations: cargo-sbom writes the registry's index as
+  "registry+https://...", which is not an SPDX download location; each crate's
+  crates.io download URL is; the service's own SPDX package gets its purl
+  (cargo-sbom gives one to every crate but the root).
 """
 import argparse
 import hashlib
@@ -21,6 +30,10 @@ import json
 import sys
 
 EPOCH = "1970-01-01T00:00:00Z"
+PROJECT = "wordcount project"
+PROJECT_URL = "https://github.com/wordcount/wordcount"
+REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
+CRATES_IO = {"name": "crates.io", "url": ["https://crates.io"]}
 
 
 def replace_root(value, root):
@@ -38,6 +51,12 @@ def cyclonedx(doc):
     meta = doc.get("metadata", {})
     if "timestamp" in meta:
         meta["timestamp"] = EPOCH
+    meta["authors"] = [{"name": PROJECT}]
+    if "component" in meta:
+        meta["component"]["supplier"] = {"name": PROJECT, "url": [PROJECT_URL]}
+    for c in doc.get("components", []):
+        if c.get("bom-ref", "").startswith(REGISTRY):
+            c["supplier"] = CRATES_IO
     doc.get("components", []).sort(key=lambda c: (c.get("bom-ref", ""), c.get("purl", "")))
     for dep in doc.get("dependencies", []):
         dep.get("dependsOn", []).sort()
@@ -56,7 +75,17 @@ def dedupe(items):
 
 
 def spdx(doc):
-    doc.setdefault("creationInfo", {})["created"] = EPOCH
+    info = doc.setdefault("creationInfo", {})
+    info["created"] = EPOCH
+    info["creators"] = sorted(set(info.get("creators", [])) | {f"Organization: {PROJECT}"})
+    for p in doc.get("packages", []):
+        if p.get("downloadLocation") == REGISTRY:
+            p["downloadLocation"] = f"https://crates.io/api/v1/crates/{p['name']}/{p['versionInfo']}/download"
+            p["supplier"] = "Organization: crates.io"
+        elif p.get("name") == doc.get("name"):
+            p["supplier"] = f"Organization: {PROJECT}"
+            p["externalRefs"] = [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl",
+                                  "referenceLocator": f"pkg:cargo/{p['name']}@{p['versionInfo']}"}]
     for key in ("packages", "files", "relationships"):
         if isinstance(doc.get(key), list):
             doc[key] = dedupe(doc[key])

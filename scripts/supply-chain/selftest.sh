@@ -173,6 +173,70 @@ PY
 	expect_failure image-sbom-mismatch "tokio 1\.0\.0" python3 "scripts/supply-chain/compare-sbom.py" "$scratch/image-bad.json"
 }
 
+case_sbom_validity() {
+	# validate-sbom.py (make sbom-check): the committed SBOMs pass; a
+	# CycloneDX file that breaks its schema, and SBOMs that lack an NTIA
+	# element, are refused and the element is named.
+	local venv
+	venv="$(python_bin)"
+	python3 - "$ROOT/sbom" "$scratch" <<'PY'
+import json, sys
+src, out = sys.argv[1:]
+cdx = json.load(open(f"{src}/wordcount.cdx.json"))
+bad = json.loads(json.dumps(cdx))
+bad["components"][0]["scope"] = "shipped"  # not one of the schema's scopes
+json.dump(bad, open(f"{out}/schema-invalid.cdx.json", "w"))
+ntia = json.loads(json.dumps(cdx))
+tokio = next(c for c in ntia["components"] if c["name"] == "tokio")
+tokio.pop("supplier"), tokio.pop("author", None)
+json.dump(ntia, open(f"{out}/no-supplier.cdx.json", "w"))
+spdx = json.load(open(f"{src}/wordcount.spdx.json"))
+next(p for p in spdx["packages"] if p["name"] == "tokio").pop("supplier")
+json.dump(spdx, open(f"{out}/no-supplier.spdx.json", "w"))
+PY
+	expect_success sbom-valid "$venv/python" scripts/supply-chain/validate-sbom.py sbom/wordcount.cdx.json sbom/wordcount.spdx.json
+	expect_failure sbom-schema-invalid "schema: not valid CycloneDX 1\.5" \
+		"$venv/python" scripts/supply-chain/validate-sbom.py "$scratch/schema-invalid.cdx.json"
+	expect_failure sbom-ntia-supplier "NTIA: component tokio [0-9.]+: no supplier or author" \
+		"$venv/python" scripts/supply-chain/validate-sbom.py "$scratch/no-supplier.cdx.json"
+	expect_failure sbom-ntia-spdx-supplier "NTIA: package tokio [0-9.]+: no supplier or originator" \
+		"$venv/python" scripts/supply-chain/validate-sbom.py "$scratch/no-supplier.spdx.json"
+}
+
+case_vex() {
+	# A synthetic ignore of an advisory against a shipped crate (idna:
+	# RUSTSEC-2024-0421): without an OpenVEX justification in its reason the
+	# VEX cannot be written; with one, the committed VEX is stale until
+	# `make sbom` writes the statement.
+	local d
+	d=$(fresh_copy vex)
+	add_ignore() {
+		python3 - "$d/deny.toml" "$1" <<'PY'
+import sys
+path, reason = sys.argv[1:]
+text = open(path).read()
+entry = f'    {{ id = "RUSTSEC-2024-0421", reason = "{reason}; revisit 2099-01-01" }},\n'
+open(path, "w").write(text.replace("ignore = [\n", "ignore = [\n" + entry, 1))
+PY
+	}
+	cp "$d/deny.toml" "$scratch/vex-deny.toml"
+	add_ignore "selftest: only ASCII host names reach idna"
+	expect_failure vex-no-justification "RUSTSEC-2024-0421 against idna.*OpenVEX justification" \
+		"$d/scripts/supply-chain/sbom.sh" check
+	cp "$scratch/vex-deny.toml" "$d/deny.toml"
+	add_ignore "selftest: vulnerable_code_not_in_execute_path, only ASCII host names reach idna"
+	expect_failure vex-stale "sbom/ is stale: wordcount.openvex.json" "$d/scripts/supply-chain/sbom.sh" check
+	"$d/scripts/supply-chain/sbom.sh" generate >"$scratch/vex-regenerate.log" 2>&1
+	expect_success vex-regenerated "$d/scripts/supply-chain/sbom.sh" check
+	expect_success vex-statement python3 -c '
+import json, sys
+s = json.load(open(sys.argv[1]))["statements"]
+assert [(x["vulnerability"]["name"], x["status"], x["justification"]) for x in s] == \
+    [("RUSTSEC-2024-0421", "not_affected", "vulnerable_code_not_in_execute_path")], s
+assert s[0]["products"][0]["subcomponents"][0]["@id"].startswith("pkg:cargo/idna@"), s
+' "$d/sbom/wordcount.openvex.json"
+}
+
 # One snippet per Semgrep rule, appended to a request-handling module. Each is
 # the kind of line a reviewer would otherwise have to catch.
 semgrep_snippet() {
@@ -224,7 +288,7 @@ case_semgrep() {
 	done
 }
 
-cases=(banned_crate advisory expired_ignore binary_without_audit_data image_sbom semgrep)
+cases=(banned_crate advisory expired_ignore binary_without_audit_data image_sbom sbom_validity vex semgrep)
 selected=("$@")
 ((${#selected[@]})) || selected=("${cases[@]}")
 

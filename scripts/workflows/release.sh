@@ -101,6 +101,7 @@ cmd_meta() {
 		# The Dockerfile's builder tools, pinned in scripts/tools.env.
 		printf 'cargo_chef=%s\n' "$CARGO_CHEF"
 		printf 'cargo_auditable=%s\n' "$CARGO_AUDITABLE"
+		printf 'cargo_about=%s\n' "$CARGO_ABOUT"
 	} | tee -a "${GITHUB_OUTPUT:-/dev/null}"
 }
 
@@ -123,6 +124,8 @@ cmd_assets() {
 		"$engine" pull --quiet --platform "$platform" "$ref" >/dev/null
 		cid="$("$engine" create --platform "$platform" "$ref")"
 		"$engine" cp "$cid:/wordcount" "$bin"
+		# The licence notices shipped beside this binary in the image.
+		"$engine" cp "$cid:/licenses/THIRD-PARTY.html" "$dir/wordcount-$version-$triple-THIRD-PARTY.html"
 		"$engine" rm "$cid" >/dev/null
 		chmod 0755 "$bin"
 		if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
@@ -147,6 +150,9 @@ cmd_assets() {
 		name="$(basename "$f")"
 		cp "$f" "$dir/wordcount-$version-deps.${name#wordcount.}"
 	done
+	# The judged advisories (sbom/wordcount.openvex.json) with this image's digest.
+	SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" python3 scripts/supply-chain/vex.py \
+		--image "$ref" --out "$dir/wordcount-$version.openvex.json"
 	cmd_manifests "$ref" "$dir"
 }
 
@@ -230,6 +236,7 @@ cmd_sign() {
 		for f in "${sboms[@]}"; do
 			cosign attest --yes "$@" --type cyclonedx --predicate "$f" "$ref"
 		done
+		cosign attest --yes "$@" --type openvex --predicate "$dir/wordcount-$(cargo_version).openvex.json" "$ref"
 		log "signed and attested $ref ($format format)"
 	}
 	sign_in legacy "${LEGACY[@]}"
