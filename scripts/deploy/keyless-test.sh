@@ -31,11 +31,7 @@ cd "$ROOT"
 # shellcheck source=cosign/identity.env
 source cosign/identity.env
 
-cosign_bin="$(go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign)"
-crane="$(go_tool crane "$CRANE" github.com/google/go-containerregistry/cmd/crane)"
-py="$(python_bin)/python"
-apt_install_missing docker-registry openssl
-export PATH="${cosign_bin%/*}:$PATH"
+registry_test_tools
 
 export REGISTRY_PORT="${KEYLESS_TEST_REGISTRY_PORT:-5056}" REGISTRY_STATE_DIR="$SCRATCH/registry"
 scripts/deploy/registry.sh start

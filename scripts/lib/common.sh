@@ -192,6 +192,21 @@ go_tool() {
 # cosign_bin: the pinned cosign (scripts/tools.env), built on first use.
 cosign_bin() { go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign; }
 
+# registry_test_tools: for the tests that sign into a loopback registry with
+# their own trust root: the pinned cosign first on PATH (exactly as shipped,
+# no rehearsal flags), `crane` and `py` (the project's Python) set, and the
+# registry and openssl installed.
+registry_test_tools() {
+	local cosign
+	cosign="$(cosign_bin)"
+	export PATH="${cosign%/*}:$PATH"
+	# shellcheck disable=SC2034 # read by the caller
+	crane="$(go_tool crane "$CRANE" github.com/google/go-containerregistry/cmd/crane)"
+	# shellcheck disable=SC2034 # read by the caller
+	py="$(python_bin)/python"
+	apt_install_missing docker-registry openssl
+}
+
 # rehearsal_cosign: TEST ONLY, for the local rehearsals (make signing-test,
 # local-release, mock-prod), which have no Rekor. Puts first on PATH a
 # `cosign` that runs the pinned real cosign with the transparency log switched

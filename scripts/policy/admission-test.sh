@@ -28,13 +28,9 @@ cd "$ROOT"
 # shellcheck source=cosign/identity.env
 source cosign/identity.env
 
-cosign_bin="$(go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign)"
-crane="$(go_tool crane "$CRANE" github.com/google/go-containerregistry/cmd/crane)"
+registry_test_tools
 tester="$(go_tool tester "$POLICY_CONTROLLER" tools/go/policy-tester)"
 kyverno_cli="$(go_tool kubectl-kyverno "$KYVERNO" tools/go/kyverno)"
-py="$(python_bin)/python"
-apt_install_missing docker-registry openssl
-export PATH="${cosign_bin%/*}:$PATH"
 
 port="${ADMISSION_TEST_PORT:-5058}"
 export REGISTRY_PORT="$port" REGISTRY_STATE_DIR="$SCRATCH/registry"

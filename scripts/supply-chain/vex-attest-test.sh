@@ -39,15 +39,18 @@ SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" python3 scripts/supply-chain/vex.
 for k in release other; do
 	(cd "$SCRATCH" && COSIGN_PASSWORD='' "$cosign" generate-key-pair --output-key-prefix "$k" >/dev/null 2>&1)
 done
-# No transparency log here (no Rekor): --tlog-upload=false to attest, and
-# --insecure-ignore-tlog to verify; --allow-http-registry for the loopback one.
-COSIGN_PASSWORD='' "$cosign" attest --yes --key "$SCRATCH/release.key" --tlog-upload=false \
+# The legacy format, as release.sh sign-key attests with a key (a key with
+# --tlog-upload=false rules out cosign's signing config). No transparency log
+# here (no Rekor): --tlog-upload=false to attest, and --insecure-ignore-tlog
+# to verify; --allow-http-registry for the loopback one.
+legacy=(--new-bundle-format=false --use-signing-config=false)
+COSIGN_PASSWORD='' "$cosign" attest --yes "${legacy[@]}" --key "$SCRATCH/release.key" --tlog-upload=false \
 	--allow-http-registry --type openvex --predicate "$SCRATCH/vex.json" "$ref"
 
 canonical() { python3 -c 'import json, sys; print(json.dumps(json.load(sys.stdin), sort_keys=True))'; }
 # verify KEY: the predicate of the verified openvex attestation.
 verify() {
-	"$cosign" verify-attestation --key "$1" --insecure-ignore-tlog --allow-http-registry --type openvex "$ref" |
+	"$cosign" verify-attestation --new-bundle-format=false --key "$1" --insecure-ignore-tlog --allow-http-registry --type openvex "$ref" |
 		python3 -c 'import base64, json, sys; print(json.dumps(json.loads(base64.b64decode(json.loads(sys.stdin.readline())["payload"]))["predicate"]))' |
 		canonical
 }
