@@ -15,7 +15,7 @@ use_engine
 cd "$ROOT"
 
 apt_install_missing skopeo docker-registry curl
-cosign="$(go_tool cosign "$COSIGN" github.com/sigstore/cosign/v3/cmd/cosign)"
+cosign="$(cosign_bin)"
 export REGISTRY_PORT="${REGISTRY_PORT:-5057}" REGISTRY_STATE_DIR="$SCRATCH/registry"
 scripts/deploy/registry.sh start
 at_exit "scripts/deploy/registry.sh stop >/dev/null 2>&1"
