@@ -9,10 +9,13 @@ The reference is the committed CycloneDX SBOM (cargo-cyclonedx): its
 components with scope "required" are the normal dependencies (build-only
 crates are scope "excluded"; dev-dependencies are not listed at all).
 
-cargo-auditable leaves out crates that only run inside the compiler: proc
-macros and what only they depend on. Those are the one accepted difference;
-they are identified with `cargo metadata` for the SBOM's target. Everything
-else must match by name and version, in both directions:
+Two differences are accepted, both identified with `cargo metadata` for the
+SBOM's target:
+  * cargo-auditable leaves out crates that only run inside the compiler:
+    proc macros and what only they depend on;
+  * cargo-auditable records `cargo metadata`'s resolve, which lists crates
+    the build does not compile (buildscope.py); sbom/ does not.
+Everything else must match by name and version, in both directions:
   * a crate in the image but not in sbom/: the image was built from another
     Cargo.lock (or sbom/ is stale);
   * a crate in sbom/ but not in the image: built with other features, for
@@ -25,6 +28,8 @@ import os
 import subprocess
 import sys
 import urllib.parse
+
+import buildscope
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -50,8 +55,10 @@ def cargo_crates(doc):
     return out
 
 
-def compile_time_only(target, manifest):
-    """Crates reachable from the root only through proc macros."""
+def metadata_scopes(target, manifest):
+    """(runtime, compile-time-only) crates of `cargo metadata`'s resolve:
+    reachable from the root over normal edges not through proc macros, and
+    reachable only through proc macros."""
     cmd = ["cargo", "metadata", "--format-version", "1", "--locked",
            "--filter-platform", target, "--manifest-path", manifest]
     meta = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
@@ -71,7 +78,8 @@ def compile_time_only(target, manifest):
             if normal and dep["pkg"] not in proc_macro:
                 todo.append(dep["pkg"])
     everything = {(p["name"], p["version"]) for p in pkgs.values()}
-    return everything - {(pkgs[i]["name"], pkgs[i]["version"]) for i in runtime}
+    runtime = {(pkgs[i]["name"], pkgs[i]["version"]) for i in runtime}
+    return runtime, everything - runtime
 
 
 def main():
@@ -101,8 +109,10 @@ def main():
               "cargo-auditable data (built with plain `cargo build`?)", file=sys.stderr)
         return 1
 
-    exempt = compile_time_only(target, args.manifest_path)
-    extra = sorted(image - reference)
+    runtime, exempt = metadata_scopes(target, args.manifest_path)
+    not_compiled = runtime - buildscope.crates(os.path.dirname(os.path.abspath(args.manifest_path)), target)
+    extra = sorted(image - reference - not_compiled)
+    recorded_only = sorted((image - reference) & not_compiled)
     missing = sorted((reference - image) - exempt)
     skipped = sorted((reference - image) & exempt)
 
@@ -120,9 +130,10 @@ def main():
         print("  Was the image built from this Cargo.lock (and is sbom/ current: make sbom-check)?",
               file=sys.stderr)
         return 1
-    print(f"compare-sbom: the image lists the same {len(image)} crates as sbom/ "
+    print(f"compare-sbom: the image lists the {len(image) - len(recorded_only)} crates sbom/ lists "
           f"({len(skipped)} compile-time-only crates, proc macros and their dependencies, "
-          "are not in binaries and were not expected)")
+          "are not in binaries and were not expected; cargo-auditable also recorded "
+          f"{len(recorded_only)} crates of cargo metadata's resolve the build does not compile)")
     return 0
 
 

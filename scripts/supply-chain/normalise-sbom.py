@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make generated SBOMs reproducible, in place.
 
-    normalise-sbom.py --root REPO_ROOT FILE.cdx.json|FILE.spdx.json ...
+    normalise-sbom.py --root REPO_ROOT --target TRIPLE FILE.cdx.json|FILE.spdx.json ...
 
 Unchanged Cargo.toml/Cargo.lock must give byte-identical files, so the
 committed SBOMs only change when the dependency tree does:
@@ -14,6 +14,11 @@ committed SBOMs only change when the dependency tree does:
 * arrays whose order carries no meaning are sorted, and exact duplicate
   entries dropped (cargo-sbom 0.10 lists its Cargo.lock file entry twice,
   which repeats an SPDXID).
+Both generators read `cargo metadata`, which lists crates no build compiles
+(buildscope.py): crates outside what `cargo tree` resolves for the target
+(normal and build dependencies) are dropped, with their relationships, and
+a CycloneDX component is scope "required" exactly when it is a normal
+dependency ("excluded": build-only).
 It also fills in what the generators leave out and the NTIA minimum elements
 need (validate-sbom.py checks them):
 * the SBOM's author: the wordcount project, beside the generating tool;
@@ -28,6 +33,8 @@ import argparse
 import hashlib
 import json
 import sys
+
+import buildscope
 
 EPOCH = "1970-01-01T00:00:00Z"
 PROJECT = "wordcount project"
@@ -46,8 +53,14 @@ def replace_root(value, root):
     return value
 
 
-def cyclonedx(doc):
+def cyclonedx(doc, normal, built):
     doc.pop("serialNumber", None)
+    dropped = {c["bom-ref"] for c in doc.get("components", []) if (c["name"], c["version"]) not in built}
+    doc["components"] = [c for c in doc.get("components", []) if c["bom-ref"] not in dropped]
+    for c in doc["components"]:
+        c["scope"] = "required" if (c["name"], c["version"]) in normal else "excluded"
+    doc["dependencies"] = [{**d, "dependsOn": [r for r in d.get("dependsOn", []) if r not in dropped]}
+                           for d in doc.get("dependencies", []) if d.get("ref") not in dropped]
     meta = doc.get("metadata", {})
     if "timestamp" in meta:
         meta["timestamp"] = EPOCH
@@ -74,7 +87,12 @@ def dedupe(items):
     return out
 
 
-def spdx(doc):
+def spdx(doc, built):
+    dropped = {p["SPDXID"] for p in doc.get("packages", [])
+               if p.get("name") != doc.get("name") and (p["name"], p.get("versionInfo")) not in built}
+    doc["packages"] = [p for p in doc.get("packages", []) if p["SPDXID"] not in dropped]
+    doc["relationships"] = [r for r in doc.get("relationships", [])
+                            if not {r.get("spdxElementId"), r.get("relatedSpdxElement")} & dropped]
     info = doc.setdefault("creationInfo", {})
     info["created"] = EPOCH
     info["creators"] = sorted(set(info.get("creators", [])) | {f"Organization: {PROJECT}"})
@@ -111,16 +129,19 @@ def dump(doc):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--root", required=True, help="absolute path of the checkout")
+    ap.add_argument("--target", required=True, help="the target triple the SBOMs describe")
     ap.add_argument("files", nargs="+")
     args = ap.parse_args()
     root = args.root.rstrip("/")
+    normal = buildscope.crates(root, args.target)
+    built = buildscope.crates(root, args.target, "normal,build")
     for path in args.files:
         with open(path, encoding="utf-8") as f:
             doc = replace_root(json.load(f), root)
         if doc.get("bomFormat") == "CycloneDX":
-            doc = cyclonedx(doc)
+            doc = cyclonedx(doc, normal, built)
         elif str(doc.get("spdxVersion", "")).startswith("SPDX-"):
-            doc = spdx(doc)
+            doc = spdx(doc, built)
         else:
             sys.exit(f"{path}: neither CycloneDX nor SPDX JSON")
         with open(path, "w", encoding="utf-8") as f:

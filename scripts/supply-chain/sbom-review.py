@@ -18,7 +18,8 @@ tree's Cargo.lock, against the advisory database the gates use); then the
 image SBOM's reconciliation with the crate SBOM (compare-sbom.py, when
 make image-test wrote one) and the licences new to the tree. With no crate
 change the output is one line. Scopes come from `cargo metadata` for the
-target the crate SBOM records, with default features.
+target the crate SBOM records, with default features, narrowed to what
+`cargo tree` says the builds compile (buildscope.py).
 """
 import argparse
 import json
@@ -29,6 +30,8 @@ import sys
 import tarfile
 import tempfile
 import tomllib
+
+import buildscope
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -67,9 +70,16 @@ def tree(path):
     shipped = reach([root], lambda _, d: None in kinds(d) and not proc_macro(d["pkg"]))
     built = reach([root], lambda p, d: p not in members or kinds(d) & {None, "build"})
     everything = reach(members, lambda *_: True)
+    # cargo metadata's resolve is wider than any build's (buildscope.py):
+    # a crate is shipped or build-only only if the build compiles it.
+    compiled = buildscope.crates(path, TARGET, "normal,build")
+    developed = buildscope.crates(path, TARGET, "normal,build,dev", ("--workspace",))
     scope_of = {}
     for pid in everything - members:
-        scope_of[pid] = "shipped" if pid in shipped else "build-only" if pid in built else "development"
+        key = (pkgs[pid]["name"], pkgs[pid]["version"])
+        scope_of[pid] = ("shipped" if pid in shipped and key in compiled
+                         else "build-only" if pid in built and key in compiled
+                         else "development" if key in developed else "elsewhere")
     out = {s: {} for s in SCOPES}
     for pid, scope in scope_of.items():
         p = pkgs[pid]

@@ -51,10 +51,10 @@ generate() {
 	# It writes one per workspace member too: the service's is the one kept
 	# (testkit/ is development-only and never shipped).
 	rm -f ./*/"$name.json"
-	# cargo-sbom has no target filter: its SPDX covers every platform's
-	# dependencies (and, unlike the CycloneDX file, no build-dependencies).
+	# cargo-sbom has no target filter and lists no build-dependencies: the
+	# normaliser cuts both files to what the build compiles for $TARGET.
 	SOURCE_DATE_EPOCH=0 cargo sbom --cargo-package wordcount --output-format spdx_json_2_3 >"$work/$SPDX"
-	python3 scripts/supply-chain/normalise-sbom.py --root "$ROOT" "$work/$CDX" "$work/$SPDX"
+	python3 scripts/supply-chain/normalise-sbom.py --root "$ROOT" --target "$TARGET" "$work/$CDX" "$work/$SPDX"
 	# OpenVEX: the judgements of deny.toml's ignores on shipped crates.
 	rustsec_db
 	python3 scripts/supply-chain/vex.py --db "$DB" --sbom "$work/$CDX" --out "$work/$VEX"
