@@ -9,7 +9,8 @@
 #      root directory as 65532 and serves the sample; start-up and RSS figures
 #   3. the image: config (user, entrypoint, ports, healthcheck, labels),
 #      contents (the binary, the CA bundle and the licence notices, nothing
-#      else), no shell, size
+#      else), the notices name every crate sbom/ says is compiled in, no
+#      shell, size
 #   4. hardened run: --read-only --cap-drop=ALL --security-opt
 #      no-new-privileges; /hello, the sample table, healthcheck, SIGTERM
 #   5. TLS: the BigQuery source against a local HTTPS server whose CA is
@@ -298,6 +299,17 @@ if [[ -f scripts/supply-chain/compare-sbom.py ]]; then
 else
 	fail "scripts/supply-chain/compare-sbom.py is missing (supply-chain issue); image SBOM not compared"
 fi
+
+# The notices must name every crate the crate SBOM's required scope lists
+# (what the build compiles for the target, buildscope.py).
+check "/$NOTICES names every crate of sbom/'s required scope" python3 -c '
+import html, json, re, sys
+listed = {html.unescape(x) for x in re.findall(r"<li class=\"crate\">([^<]+)</li>", open(sys.argv[1], encoding="utf-8").read())}
+required = {c["name"] + " " + c["version"] for c in json.load(open(sys.argv[2]))["components"] if c["scope"] == "required"}
+if required - listed:
+    sys.exit(f"{len(required - listed)} crates without a notice: {sorted(required - listed)}")
+print(f"{len(required)} crates, all named")
+' "$WORK/rootfs/$NOTICES" sbom/wordcount.cdx.json
 
 # ------------------------------------------------------------------------------
 section "budgets (figures, not asserts)"
