@@ -283,18 +283,24 @@ impl SourceMetrics {
 pub struct ConnectionMetrics {
     active: Gauge,
     rejected: Counter,
+    evicted: Counter,
 }
 
 impl ConnectionMetrics {
     fn register(registry: &mut Registry) -> Self {
-        let (active, rejected) = (Gauge::default(), Counter::default());
+        let (active, rejected, evicted) = (Gauge::default(), Counter::default(), Counter::default());
         registry.register("connections_active", "Open client connections, both listeners", active.clone());
         registry.register(
             "connections_rejected",
             "Connections refused because MAX_CONNECTIONS was reached",
             rejected.clone(),
         );
-        ConnectionMetrics { active, rejected }
+        registry.register(
+            "connections_evicted",
+            "Idle admin connections closed to make room for a new one at the admin port's cap",
+            evicted.clone(),
+        );
+        ConnectionMetrics { active, rejected, evicted }
     }
 
     pub fn opened(&self) {
@@ -307,6 +313,10 @@ impl ConnectionMetrics {
 
     pub fn rejected(&self) {
         self.rejected.inc();
+    }
+
+    pub fn evicted(&self) {
+        self.evicted.inc();
     }
 }
 

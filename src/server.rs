@@ -8,10 +8,17 @@
 //!   (a client that stops reading); an idle keep-alive connection is closed
 //!   after `HEADER_READ_TIMEOUT`, since hyper times the wait for the next
 //!   request's headers from the end of the previous answer;
-//! - holds at most `MAX_CONNECTIONS` connections (the admin listener 64, at
-//!   most [`ADMIN_PER_PEER`] from one address); one more is answered 503
-//!   by the routes' own code (counted, logged, security headers) and closed,
-//!   instead of being left waiting in the backlog;
+//! - holds at most `MAX_CONNECTIONS` connections (the admin listener
+//!   [`ADMIN_CONNECTIONS`], at most [`ADMIN_PER_PEER`] from one address);
+//!   one more is answered 503 by the routes' own code (counted, logged,
+//!   security headers) and closed, instead of being left waiting in the
+//!   backlog;
+//! - on the admin listener, at its cap, closes the connection idle longest
+//!   (`AdminConnections`; counted and logged) and serves the new one, so
+//!   `/healthz` and `/readyz` answer however many idle sockets other
+//!   addresses hold; a new connection is refused there only when its
+//!   address holds [`ADMIN_PER_PEER`] or every connection has a request
+//!   running;
 //! - counts and logs the 400/431 hyper answers by itself to a request it
 //!   cannot parse;
 //! - listens with a backlog of [`LISTEN_BACKLOG`], and caps connections below
@@ -25,6 +32,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -37,8 +45,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
-use tokio::time::Sleep;
+use tokio::sync::{Semaphore, oneshot};
+use tokio::time::{Instant, Sleep};
 
 use crate::config::ServerSettings;
 use crate::response::Body;
@@ -145,16 +153,16 @@ pub async fn run(
     // Each listener has its own cap, so a flood on the public port cannot
     // lock out the kubelet's probes on the admin port.
     let public_slots = Arc::new(Semaphore::new(limits.max_connections));
-    let admin_slots = Arc::new(Semaphore::new(ADMIN_CONNECTIONS));
+    let admin_connections = Arc::new(AdminConnections::new(ADMIN_CONNECTIONS));
     let admin_peers = PeerSlots::default();
 
     tokio::pin!(shutdown);
     loop {
-        let (stream, listener, slots) = tokio::select! {
+        let (stream, listener) = tokio::select! {
             biased;
             () = &mut shutdown => break,
-            accepted = public.accept() => (accepted, Listener::Public, &public_slots),
-            accepted = admin.accept() => (accepted, Listener::Admin, &admin_slots),
+            accepted = public.accept() => (accepted, Listener::Public),
+            accepted = admin.accept() => (accepted, Listener::Admin),
         };
         let (stream, peer) = match stream {
             Ok((stream, peer)) => (stream, peer.ip()),
@@ -166,26 +174,52 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        let peer_permit = match listener {
-            Listener::Admin => admin_peers.try_acquire(peer),
-            _ => Some(PeerPermit::default()),
-        };
-        let (Ok(permit), Some(peer_permit)) = (Arc::clone(slots).try_acquire_owned(), peer_permit) else {
-            state.metrics.connections.rejected();
-            let io = TokioIo::new(WriteDeadline::new(stream, REFUSAL_TIMEOUT));
-            let refused = refusal.serve_connection(io, connection_service(Arc::clone(&state), Listener::OverCapacity));
-            tokio::spawn(finish(refused, Arc::clone(&state)));
+        let state = Arc::clone(&state);
+
+        if listener == Listener::Public {
+            let Ok(permit) = Arc::clone(&public_slots).try_acquire_owned() else {
+                refuse(&refusal, stream, state);
+                continue;
+            };
+            let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
+            let connection =
+                graceful.watch(http.serve_connection(io, connection_service(Arc::clone(&state), listener)));
+            tokio::spawn(async move {
+                state.metrics.connections.opened();
+                finish(connection, Arc::clone(&state)).await;
+                state.metrics.connections.closed();
+                drop(permit);
+            });
+            continue;
+        }
+
+        // The per-address cap first: a peer over it must not close others'
+        // connections.
+        let Some(peer_permit) = admin_peers.try_acquire(peer) else {
+            refuse(&refusal, stream, state);
             continue;
         };
-
+        let Some((slot, evicted)) = admin_connections.admit(Instant::now()) else {
+            refuse(&refusal, stream, state);
+            continue;
+        };
         let io = TokioIo::new(WriteDeadline::new(stream, limits.write_timeout));
-        let state = Arc::clone(&state);
-        let connection = graceful.watch(http.serve_connection(io, connection_service(Arc::clone(&state), listener)));
+        let connection = graceful.watch(http.serve_connection(io, admin_service(Arc::clone(&state), slot)));
         tokio::spawn(async move {
             state.metrics.connections.opened();
-            finish(connection, Arc::clone(&state)).await;
+            tokio::select! {
+                biased;
+                // Dropped, not shut down gracefully: hyper keeps a connection
+                // that has not sent a request yet open until the header read
+                // timeout.
+                Ok(()) = evicted => {
+                    state.metrics.connections.evicted();
+                    tracing::info!(peer = %peer, "admin port at its cap: closing the connection idle longest for a new one");
+                }
+                () = finish(connection, Arc::clone(&state)) => {}
+            }
             state.metrics.connections.closed();
-            drop((permit, peer_permit));
+            drop(peer_permit);
         });
     }
 
@@ -236,6 +270,33 @@ pub fn connection_service(
     })
 }
 
+/// [`connection_service`] for an admin connection: `slot` is busy while a
+/// request runs, idle from its answer on.
+fn admin_service(
+    state: Arc<State>,
+    slot: AdminSlot,
+) -> impl Service<Request<Incoming>, Response = Response<Body>, Error = Infallible, Future: Send> {
+    let (service, slot) = (connection_service(state, Listener::Admin), Arc::new(slot));
+    service_fn(move |req| {
+        slot.busy();
+        let (handled, slot) = (service.call(req), Arc::clone(&slot));
+        async move {
+            let response = handled.await;
+            slot.idle(Instant::now());
+            response
+        }
+    })
+}
+
+/// Answers a connection over its listener's cap with the routes' 503, then
+/// closes it; the client has [`REFUSAL_TIMEOUT`] to send its request.
+fn refuse(refusal: &http1::Builder, stream: TcpStream, state: Arc<State>) {
+    state.metrics.connections.rejected();
+    let io = TokioIo::new(WriteDeadline::new(stream, REFUSAL_TIMEOUT));
+    let refused = refusal.serve_connection(io, connection_service(Arc::clone(&state), Listener::OverCapacity));
+    tokio::spawn(finish(refused, state));
+}
+
 /// Runs a connection to its end. A request hyper could not parse was
 /// answered by hyper itself (400, or 431 past [`MAX_HEADER_BYTES`]), before
 /// the routes saw it: it is counted and logged here.
@@ -268,24 +329,91 @@ impl PeerSlots {
             return None;
         }
         *held += 1;
-        Some(PeerPermit(Some((Arc::clone(&self.0), peer))))
+        Some(PeerPermit(Arc::clone(&self.0), peer))
     }
 }
 
 /// A peer's slot; given back on drop.
-#[derive(Default)]
-struct PeerPermit(Option<(PeerCounts, IpAddr)>);
+struct PeerPermit(PeerCounts, IpAddr);
 
 impl Drop for PeerPermit {
     fn drop(&mut self) {
-        let Some((counts, peer)) = self.0.take() else { return };
-        let mut counts = counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = counts.get_mut(&peer) {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&self.1) {
             *held -= 1;
             if *held == 0 {
-                counts.remove(&peer);
+                counts.remove(&self.1);
             }
         }
+    }
+}
+
+/// The admin listener's open connections, up to a cap, each with the time
+/// it last went idle. At the cap a new connection takes the place of the
+/// one idle longest, so idle sockets cannot lock out the probes.
+struct AdminConnections {
+    cap: usize,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, AdminConnection>>,
+}
+
+struct AdminConnection {
+    /// Since when no request has been running; `None` while one is.
+    idle_since: Option<Instant>,
+    /// Tells the connection's task to close it.
+    close: oneshot::Sender<()>,
+}
+
+impl AdminConnections {
+    fn new(cap: usize) -> Self {
+        AdminConnections { cap, next_id: AtomicU64::new(0), open: Mutex::default() }
+    }
+
+    /// A place for a connection accepted at `now`, idle until its first
+    /// request, and the signal that it was closed to make room. At the cap
+    /// the connection idle longest is signalled and its place taken; `None`
+    /// when every connection has a request running.
+    fn admit(self: &Arc<Self>, now: Instant) -> Option<(AdminSlot, oneshot::Receiver<()>)> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if open.len() >= self.cap {
+            let (_, idlest) = open.iter().filter_map(|(&id, c)| Some((c.idle_since?, id))).min()?;
+            if let Some(idlest) = open.remove(&idlest) {
+                let _ = idlest.close.send(());
+            }
+        }
+        let (close, closed) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        open.insert(id, AdminConnection { idle_since: Some(now), close });
+        Some((AdminSlot { connections: Arc::clone(self), id }, closed))
+    }
+
+    fn set_idle_since(&self, id: u64, idle_since: Option<Instant>) {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(connection) = open.get_mut(&id) {
+            connection.idle_since = idle_since;
+        }
+    }
+}
+
+/// A connection's place in [`AdminConnections`]; given back on drop.
+struct AdminSlot {
+    connections: Arc<AdminConnections>,
+    id: u64,
+}
+
+impl AdminSlot {
+    fn busy(&self) {
+        self.connections.set_idle_since(self.id, None);
+    }
+
+    fn idle(&self, now: Instant) {
+        self.connections.set_idle_since(self.id, Some(now));
+    }
+}
+
+impl Drop for AdminSlot {
+    fn drop(&mut self) {
+        self.connections.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
     }
 }
 
@@ -410,6 +538,63 @@ Max locked memory         8388608              8388608              bytes
         assert_eq!(parse_open_file_limit(LIMITS), Some(4096));
         assert_eq!(parse_open_file_limit(&LIMITS.replace("4096 ", "unlimited")), None);
         assert_eq!(parse_open_file_limit("garbage"), None);
+    }
+
+    /// `n` connections admitted one second apart from `t0`, with the
+    /// receivers that say whether each was closed to make room.
+    fn admitted(
+        connections: &Arc<AdminConnections>,
+        t0: Instant,
+        n: u64,
+    ) -> (Vec<AdminSlot>, Vec<oneshot::Receiver<()>>) {
+        (0..n).map(|i| connections.admit(t0 + Duration::from_secs(i)).expect("room")).unzip()
+    }
+
+    fn closed(receiver: &mut oneshot::Receiver<()>) -> bool {
+        receiver.try_recv().is_ok()
+    }
+
+    #[test]
+    fn at_the_cap_the_connection_idle_longest_makes_room() {
+        let connections = Arc::new(AdminConnections::new(3));
+        let t0 = Instant::now();
+        let (slots, mut signals) = admitted(&connections, t0, 3);
+        // The oldest connection sent a request at t0 + 5 s: now the second
+        // has been idle longest.
+        slots[0].busy();
+        slots[0].idle(t0 + Duration::from_secs(5));
+
+        let (_new, mut new_signal) = connections.admit(t0 + Duration::from_secs(6)).expect("room made");
+
+        assert_eq!(signals.iter_mut().map(closed).collect::<Vec<_>>(), [false, true, false]);
+        assert!(!closed(&mut new_signal));
+        assert_eq!(connections.open.lock().unwrap().len(), 3, "the cap holds");
+    }
+
+    #[test]
+    fn a_connection_with_a_request_running_is_never_closed_to_make_room() {
+        let connections = Arc::new(AdminConnections::new(2));
+        let t0 = Instant::now();
+        let (slots, mut signals) = admitted(&connections, t0, 2);
+        slots[0].busy();
+        slots[1].busy();
+
+        assert!(connections.admit(t0 + Duration::from_secs(60)).is_none(), "all busy: refused");
+        slots[1].idle(t0 + Duration::from_secs(61));
+        assert!(connections.admit(t0 + Duration::from_secs(62)).is_some());
+        assert_eq!(signals.iter_mut().map(closed).collect::<Vec<_>>(), [false, true]);
+    }
+
+    #[test]
+    fn a_closed_connection_gives_its_place_back() {
+        let connections = Arc::new(AdminConnections::new(1));
+        let t0 = Instant::now();
+        let (slots, mut signals) = admitted(&connections, t0, 1);
+
+        drop(slots);
+
+        assert!(connections.admit(t0 + Duration::from_secs(1)).is_some());
+        assert!(!closed(&mut signals[0]), "a free place, not an eviction");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Connection handling: timeouts, limits, hostile framing, shutdown.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -209,6 +210,70 @@ async fn idle_admin_connections_from_one_client_cannot_starve_the_probes() {
     tokio::time::timeout(Duration::from_secs(5), probe.read_to_string(&mut answer)).await.unwrap().unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     drop(held);
+    app.shutdown().await;
+}
+
+/// Connects to `to` from the loopback address `source` (Linux routes all of
+/// 127.0.0.0/8 to lo).
+async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Whether the server still holds `stream` open and silent.
+async fn still_open(stream: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buf)).await.is_err()
+}
+
+/// Idle sockets from many addresses, each within its share, fill the admin
+/// port: the probes still get through, each in the place of the connection
+/// idle longest, and one address still gets no more than its share.
+#[tokio::test]
+async fn idle_admin_connections_from_many_addresses_cannot_starve_the_probes() {
+    // The idle sockets stay open for the whole test.
+    let app = spawn_app(&[("HEADER_READ_TIMEOUT", "60")]).await;
+    let mut sockets = Vec::new();
+    for i in 0..200u8 {
+        sockets.push(connect_from([127, 0, 0, 2 + i % 16], app.admin).await);
+    }
+    // The sockets over their address's share are refused: closed once the
+    // refusal's second to send a request has passed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut held = 0;
+    for socket in &mut sockets {
+        held += usize::from(still_open(socket).await);
+    }
+    assert!(held >= wordcount::server::ADMIN_CONNECTIONS, "{held} idle sockets held: the admin port is not full");
+
+    let limit = Duration::from_secs(5);
+    let (healthz, _) =
+        raw_exchange(app.admin, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", limit).await;
+    let (readyz, _) =
+        raw_exchange(app.admin, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", limit).await;
+
+    assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+    assert!(readyz.starts_with("HTTP/1.1 200"), "{readyz}");
+    let end =
+        tokio::time::timeout(limit, sockets[0].read(&mut [0u8; 64])).await.expect("the socket idle longest made room");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    // One address still holds at most ADMIN_PER_PEER: its next socket is
+    // refused with the limiter's 503.
+    let mut over_share = connect_from([127, 0, 0, 17], app.admin).await;
+    over_share.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(limit, over_share.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let (metrics, _) =
+        raw_exchange(app.admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", limit).await;
+    let evicted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("wordcount_connections_evicted_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .expect("wordcount_connections_evicted_total");
+    assert!(evicted >= 1, "{metrics}");
+    drop(sockets);
     app.shutdown().await;
 }
 
