@@ -32,7 +32,13 @@ would otherwise check by eye in every workflow change:
       a read-only job verifies them with the tag's exact identity
       (TAG = github.ref_name) before the job that runs `gh release create`
       may start; after publishing, a job opens the raw-yaml/ follow-up pull
-      request
+      request. Jobs of a local reusable workflow a release job calls
+      (`uses: ./.github/workflows/X.yml`) count as that job's
+  P13 SLSA Build Level 3 (SECURITY.md): actions/attest-build-provenance runs
+      only in a reusable workflow (`on: workflow_call` and nothing else), so
+      the provenance is signed as that workflow, never as its caller; the
+      release builds its image in that same called workflow, in a job
+      without id-token: write (the build's code cannot sign as the workflow)
 
 Needs PyYAML (the workflow tools venv has it, through yamllint).
 Usage: check-policy.py [FILE.yml ...]   (default: .github/workflows/*.yml)
@@ -56,6 +62,8 @@ ENTRY_POINT = re.compile(r"^(make|scripts/|cosign/)")
 CACHE_ACTIONS = ("actions/cache", "swatinem/rust-cache")
 MIN_COSIGN = (3, 0, 6)
 PLATFORMS = {"linux/amd64", "linux/arm64"}
+ROOT = Path(__file__).resolve().parents[2]
+PROVENANCE = "actions/attest-build-provenance"
 
 
 class Loader(yaml.SafeLoader):
@@ -103,8 +111,33 @@ def entry_point_errors(run: str, root: Path, targets: set[str]) -> list[str]:
     return []
 
 
-def check_workflow(doc: object, name: str, root: Path | None = None) -> list[str]:
-    """root: the repository, for P10; None skips P10."""
+def local_workflows(jobs: dict, root: Path, called: dict | None) -> dict[str, dict]:
+    """The local reusable workflows (`uses: ./...` or `$/...`) jobs call, by
+    that `uses:` value: from `called` when given (tests pass mutated copies),
+    else read from root."""
+    out: dict[str, dict] = {}
+    for job in jobs.values():
+        uses = job.get("uses") if isinstance(job, dict) else None
+        if not isinstance(uses, str) or not uses.startswith(("./", "$/")) or uses in out:
+            continue
+        if called is not None and uses in called:
+            out[uses] = called[uses]
+            continue
+        path = root / uses[2:]
+        out[uses] = yaml.load(path.read_text(encoding="utf-8"), Loader=Loader) if path.is_file() else {}
+    return out
+
+
+def trigger_names(doc: dict) -> list[str]:
+    triggers = doc.get("on")
+    return ([triggers] if isinstance(triggers, str)
+            else list(triggers) if isinstance(triggers, (list, dict)) else [])
+
+
+def check_workflow(doc: object, name: str, root: Path | None = None,
+                   called: dict | None = None) -> list[str]:
+    """root: the repository, for P10; None skips P10. called: local reusable
+    workflows by `uses:` path, instead of reading them from the repository."""
     errs: list[str] = []
     targets = makefile_targets(root) if root is not None else set()
 
@@ -113,12 +146,8 @@ def check_workflow(doc: object, name: str, root: Path | None = None) -> list[str
 
     if not isinstance(doc, dict):
         return [f"{name}: not a mapping"]
-    triggers = doc.get("on")
-    trigger_names = (
-        [triggers] if isinstance(triggers, str)
-        else list(triggers) if isinstance(triggers, (list, dict)) else []
-    )
-    if "pull_request_target" in trigger_names:
+    triggers = trigger_names(doc)
+    if "pull_request_target" in triggers:
         err("P5", "on", "pull_request_target runs with a write token and secrets on PR events; use pull_request")
     if doc.get("permissions") != {}:
         err("P1", "permissions", f"top level must be `permissions: {{}}`, found {doc.get('permissions')!r}")
@@ -176,12 +205,60 @@ def check_workflow(doc: object, name: str, root: Path | None = None) -> list[str
             if is_release:
                 if act in CACHE_ACTIONS or "cache" in w or "cache-from" in w or "cache-to" in w:
                     err("P9", swhere, "release jobs use no caches (cache poisoning)")
+            if act == PROVENANCE and triggers != ["workflow_call"]:
+                err("P13", swhere, "build provenance must be signed in a reusable workflow (on: workflow_call only), "
+                    "or it names the calling workflow and is SLSA Build Level 2")
             if act == "sigstore/cosign-installer":
                 m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", str(w.get("cosign-release", "")))
                 if not m or tuple(map(int, m.groups())) < MIN_COSIGN:
                     err("P11", swhere, f"cosign-release must pin cosign v3.0.6 or newer, found {w.get('cosign-release')!r}")
     if is_release:
-        errs += [f"{name}: jobs: P12: {e}" for e in release_journey_errors(jobs)]
+        flat = flatten(jobs, local_workflows(jobs, root or ROOT, called))
+        errs += [f"{name}: jobs: P12: {e}" for e in release_journey_errors(flat)]
+        errs += [f"{name}: jobs: P13: {e}" for e in build_level_3_errors(flat)]
+    return errs
+
+
+def flatten(jobs: dict, workflows: dict[str, dict]) -> dict:
+    """jobs with each call of a local reusable workflow replaced by the called
+    jobs, as CALLER/JOB (needs: their own, prefixed, plus the caller's; the
+    caller stays as a node that needs all of them). Called jobs are marked
+    `called: True`."""
+    flat: dict = {}
+    for job_id, job in jobs.items():
+        uses = job.get("uses") if isinstance(job, dict) else None
+        if not isinstance(uses, str) or uses not in workflows:
+            flat[job_id] = job
+            continue
+        outer = job.get("needs", [])
+        outer = [outer] if isinstance(outer, str) else list(outer)
+        inner = workflows[uses].get("jobs") or {}
+        for cid, cjob in inner.items():
+            if not isinstance(cjob, dict):
+                continue
+            own = cjob.get("needs", [])
+            own = [own] if isinstance(own, str) else list(own)
+            flat[f"{job_id}/{cid}"] = {**cjob, "needs": [f"{job_id}/{n}" for n in own] + outer, "called": True}
+        flat[job_id] = {**job, "needs": outer + [f"{job_id}/{cid}" for cid in inner]}
+    return flat
+
+
+def build_level_3_errors(jobs: dict) -> list[str]:
+    """P13 on the release's flattened jobs (see the header)."""
+    errs: list[str] = []
+    steps = [(j, action_of(st)) for j, job in jobs.items() if isinstance(job, dict)
+             for st in job.get("steps") or [] if isinstance(st, dict)]
+    prov = sorted({j for j, a in steps if a == PROVENANCE})
+    if not prov:
+        errs.append("no job attests build provenance (actions/attest-build-provenance)")
+    for j in prov:
+        if not jobs[j].get("called"):
+            errs.append(f"{j} attests build provenance in release.yml itself, not in a called reusable workflow")
+    for j in sorted({j for j, a in steps if a == "docker/build-push-action"}):
+        if not jobs[j].get("called") or {p.split("/")[0] for p in prov} != {j.split("/")[0]}:
+            errs.append(f"{j} builds the image outside the reusable workflow that attests its provenance")
+        if (jobs[j].get("permissions") or {}).get("id-token") == "write":
+            errs.append(f"{j} builds with id-token: write: the build's code could sign provenance as the workflow")
     return errs
 
 
@@ -255,7 +332,7 @@ def main(argv: list[str]) -> int:
     if errs:
         print(f"check-policy: FAILED, {len(errs)} problem(s)", file=sys.stderr)
         return 1
-    print(f"check-policy: ok, {len(files)} workflows follow P1-P12")
+    print(f"check-policy: ok, {len(files)} workflows follow P1-P13")
     return 0
 
 

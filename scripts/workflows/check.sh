@@ -19,7 +19,8 @@
 #                      no release cache, cosign pinned >= v3.0.6, the release
 #                      journey: both platforms built and checked, assets
 #                      signed, verified with the exact tag before publishing,
-#                      the follow-up pull request)
+#                      the follow-up pull request; SLSA Build L3: provenance
+#                      attested only in the reusable build.yml it calls)
 #   4 action-validator schema + job graph of each workflow (SchemaStore)
 #   5 zizmor           security audit, pedantic persona, strict collection
 #                      (schema errors fail too); offline by default. With
@@ -116,17 +117,18 @@ dockerfile_pins_both() {
 	! dockerfile_pins "$tmp/Dockerfile.drift" >/dev/null
 }
 
-# The egress gate passes the real workflows and refuses a copy of release.yml
-# whose image job lost Docker Hub's CloudFront CDN, naming job and host.
+# The egress gate passes the real workflows and refuses a copy of build.yml
+# (the release's image build) whose build job lost Docker Hub's CloudFront
+# CDN, naming job and host.
 egress_both() {
 	"$PY" scripts/workflows/check-egress.py || return 1
-	grep -v '^ *production\.cloudfront\.docker\.com:443$' .github/workflows/release.yml >"$tmp/release.yml"
+	grep -v '^ *production\.cloudfront\.docker\.com:443$' .github/workflows/build.yml >"$tmp/build.yml"
 	local out
-	if out="$("$PY" scripts/workflows/check-egress.py "$tmp/release.yml" 2>&1)"; then
-		echo "check-egress accepted a release.yml without production.cloudfront.docker.com" >&2
+	if out="$("$PY" scripts/workflows/check-egress.py "$tmp/build.yml" 2>&1)"; then
+		echo "check-egress accepted a build.yml without production.cloudfront.docker.com" >&2
 		return 1
 	fi
-	grep -q 'jobs\.image\.steps\[[0-9]*\] (docker/build-push-action): needs production\.cloudfront\.docker\.com:443' <<<"$out" ||
+	grep -q 'jobs\.build\.steps\[[0-9]*\] (docker/build-push-action): needs production\.cloudfront\.docker\.com:443' <<<"$out" ||
 		{ echo "check-egress failed without naming the job, step and host: $out" >&2; return 1; }
 }
 

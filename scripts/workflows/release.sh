@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The release workflow's steps, as one script, so each can be run and read
-# outside GitHub (.github/workflows/release.yml calls exactly these):
+# outside GitHub (.github/workflows/release.yml and the build.yml it calls
+# run exactly these):
 #
 #   release.sh meta                 validate the tag, print build metadata
 #   release.sh assets IMAGE@DIGEST DIR
@@ -69,11 +70,17 @@ need_tag() {
 }
 cargo_version() { sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1; }
 
-# The identity Fulcio puts into certificates for this workflow at this tag;
-# the exact form of cosign/identity.env's regexp.
-identity_for() {
-	printf 'https://github.com/%s/.github/workflows/release.yml@refs/tags/%s' "$GITHUB_REPOSITORY" "$1"
+# The identity Fulcio puts into certificates for WORKFLOW (a file under
+# .github/workflows/) of this repository at TAG: the one place that spells it.
+workflow_identity() {
+	printf 'https://github.com/%s/.github/workflows/%s@refs/tags/%s' "$GITHUB_REPOSITORY" "$1" "$2"
 }
+# The signer of the image, its SBOM attestations and every asset: release.yml
+# (the exact form of cosign/identity.env's regexp).
+identity_for() { workflow_identity release.yml "$1"; }
+# The signer of the build provenance: the reusable workflow build.yml that
+# release.yml calls (SLSA Build Level 3, SECURITY.md).
+build_identity_for() { workflow_identity build.yml "$1"; }
 
 cmd_meta() {
 	local tag="${GITHUB_REF_NAME:?GITHUB_REF_NAME (the tag) is not set}"
@@ -97,6 +104,7 @@ cmd_meta() {
 		printf 'created=%s\n' "$created"
 		printf 'image=%s\n' "$image"
 		printf 'identity=%s\n' "$(identity_for "$tag")"
+		printf 'provenance_identity=%s\n' "$(build_identity_for "$tag")"
 		printf 'platforms=%s\n' "$(IFS=,; echo "${PLATFORMS[*]}")"
 		# The Dockerfile's builder tools, pinned in scripts/tools.env.
 		printf 'cargo_chef=%s\n' "$CARGO_CHEF"
@@ -290,11 +298,13 @@ verify_assets() {
 	log "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
 }
 
-# Build provenance from GitHub's attestation store, for exactly this tag.
+# Build provenance from GitHub's attestation store, signed by exactly build.yml
+# at this tag (not release.yml: provenance its caller signed would be Level 2).
 verify_provenance() {
 	gh attestation verify "$1" --repo "$GITHUB_REPOSITORY" \
-		--cert-identity "$(identity_for "$2")" --cert-oidc-issuer "$OIDC_ISSUER" >/dev/null
-	log "OK: $1 has build provenance from release.yml at $2"
+		--cert-identity "$(build_identity_for "$2")" --cert-oidc-issuer "$OIDC_ISSUER" >/dev/null ||
+		die "$1: no build provenance signed by $(build_identity_for "$2")"
+	log "OK: $1 has build provenance from build.yml at $2"
 }
 
 cmd_verify_signed() {

@@ -41,6 +41,8 @@ expect "meta: tag = Cargo.toml version is released, image name lower-cased" 0 "i
 	env GITHUB_REF_NAME="v$version" GITHUB_REPOSITORY=Org/Repo scripts/workflows/release.sh meta
 expect "meta: identity names release.yml at the tag" 0 "identity=https://github\.com/Org/Repo/\.github/workflows/release\.yml@refs/tags/v$version" -- \
 	env GITHUB_REF_NAME="v$version" GITHUB_REPOSITORY=Org/Repo scripts/workflows/release.sh meta
+expect "meta: provenance identity names build.yml (the reusable workflow) at the tag" 0 "provenance_identity=https://github\.com/Org/Repo/\.github/workflows/build\.yml@refs/tags/v$version" -- \
+	env GITHUB_REF_NAME="v$version" GITHUB_REPOSITORY=Org/Repo scripts/workflows/release.sh meta
 expect "meta: tag that differs from Cargo.toml is refused" 1 "does not match Cargo.toml" -- \
 	env GITHUB_REF_NAME=v999.0.0 GITHUB_REPOSITORY=o/r scripts/workflows/release.sh meta
 expect "meta: non-semver tag is refused" 1 "is not vMAJOR" -- \
@@ -69,6 +71,7 @@ EOF
 cat >"$rel/bin/gh" <<'EOF'
 #!/bin/sh
 echo "gh $*" >>"$REL_LOG"
+case "$*" in *"${REL_REFUSE:-@@}"*) echo "Error: verifying with issuer \"sigstore.dev\": no matching identity" >&2; exit 1 ;; esac
 EOF
 chmod +x "$rel/bin/cosign" "$rel/bin/gh"
 export REL_LOG="$rel/log"
@@ -121,14 +124,25 @@ vs() { env PATH="$rel/bin:$PATH" GITHUB_REPOSITORY=Org/Repo "$@" scripts/workflo
 : >"$REL_LOG"
 expect "verify-signed: image, provenance and every asset pass" 0 "assets match SHA256SUMS" -- vs
 id="https://github.com/Org/Repo/.github/workflows/release.yml@refs/tags/v1.2.3"
+build_id="https://github.com/Org/Repo/.github/workflows/build.yml@refs/tags/v1.2.3"
 if grep -q -- "^cosign verify --new-bundle-format=true --certificate-identity $id " "$REL_LOG" &&
 	grep -q -- "^cosign verify --new-bundle-format=false --certificate-identity $id " "$REL_LOG" &&
-	grep -q -- "^gh attestation verify oci://$IREF --repo Org/Repo --cert-identity $id " "$REL_LOG" &&
 	[[ "$(grep -c -- "^cosign verify-blob .*--certificate-identity $id " "$REL_LOG")" == "$(find "$rel/dist" -type f ! -name '*.sigstore.json' | wc -l)" ]]; then
-	ok "verify-signed: everything checked against exactly release.yml@refs/tags/v1.2.3"
+	ok "verify-signed: signatures, SBOM attestations and assets checked against exactly release.yml@refs/tags/v1.2.3"
 else
 	fail "verify-signed: asked: $(cat "$REL_LOG")"
 fi
+# Provenance: the image and both binaries, each signed by exactly build.yml at
+# the tag, and never accepted on release.yml's identity (that would be L2).
+n_prov() { grep -c -- "^gh attestation verify $1 --repo Org/Repo --cert-identity $build_id --cert-oidc-issuer https://token\.actions\.githubusercontent\.com\$" "$REL_LOG" || true; }
+if [[ "$(n_prov "oci://$IREF")" == 1 && "$(n_prov "$rel/dist/wordcount-$version-x86_64-unknown-linux-musl")" == 1 &&
+	"$(n_prov "$rel/dist/wordcount-$version-aarch64-unknown-linux-musl")" == 1 ]] &&
+	! grep -q -- "^gh attestation verify .*release\.yml" "$REL_LOG"; then
+	ok "verify-signed: provenance of the image and both binaries checked against exactly build.yml@refs/tags/v1.2.3"
+else
+	fail "verify-signed: gh was asked: $(grep '^gh ' "$REL_LOG")"
+fi
+expect "verify-signed: provenance not signed by build.yml at the tag stops the release" 1 "no build provenance signed by $build_id" -- vs REL_REFUSE="attestation verify oci://"
 expect "verify-signed: an asset signed for another identity stops the release" 1 "does not verify for $id" -- vs REL_REFUSE=verify-blob
 echo extra >"$rel/dist/unlisted.txt" && touch "$rel/dist/unlisted.txt.sigstore.json"
 expect "verify-signed: an asset missing from SHA256SUMS stops the release" 1 "not listed in SHA256SUMS" -- vs

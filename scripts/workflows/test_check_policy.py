@@ -59,10 +59,11 @@ def load(text: str):
 
 
 class Policy(unittest.TestCase):
-    # P12 (the release journey) is tested on the real release.yml below; GOOD
-    # is not a release, so its P12 findings are left out here.
+    # The release journey (P12, P13 over the jobs) is tested on the real
+    # release.yml below; GOOD is not a release, so those findings are left
+    # out here.
     def rules(self, doc, name="ci.yml") -> list[str]:
-        return [r for r in (e.split(": ")[2] for e in cp.check_workflow(doc, name)) if r != "P12"]
+        return [r for w, r in (e.split(": ")[1:3] for e in cp.check_workflow(doc, name)) if w != "jobs"]
 
     def mutate(self, fn, name="ci.yml") -> list[str]:
         doc = copy.deepcopy(load(GOOD))
@@ -132,17 +133,38 @@ class Policy(unittest.TestCase):
                                                    "with": {"cache-from": "type=gha"}})
         self.assertEqual(self.mutate(g, "release.yml"), ["P9"])
 
+    def test_p13_provenance_only_in_a_reusable_workflow(self):
+        def f(d):
+            d["jobs"]["sign"]["steps"].append({"uses": "actions/attest-build-provenance@" + "0" * 40,
+                                               "with": {"subject-path": "dist/x"}})
+        self.assertEqual(self.mutate(f), ["P13"])
+        def g(d):
+            f(d)
+            d["on"] = {"workflow_call": None}
+        self.assertEqual(self.mutate(g), [])
+        def h(d):
+            f(d)
+            d["on"] = {"workflow_call": None, "workflow_dispatch": None}
+        self.assertEqual(self.mutate(h), ["P13"])
+
 
 class ReleaseJourney(unittest.TestCase):
-    """P11 and P12, on the real release.yml and deploy.yml, each mutated once."""
+    """P11, P12 and P13, on the real release.yml, the build.yml it calls and
+    deploy.yml, each mutated once."""
 
     ROOT = HERE.parents[1]
+    BUILD = "./.github/workflows/build.yml"
 
     def real(self, name: str) -> dict:
         return load((self.ROOT / ".github/workflows" / name).read_text())
 
-    def rules(self, doc, name="release.yml") -> list[str]:
-        return [e.split(": ")[2] for e in cp.check_workflow(doc, name)]
+    def rules(self, doc, name="release.yml", build=None) -> list[str]:
+        called = None if build is None else {self.BUILD: build}
+        return [e.split(": ")[2] for e in cp.check_workflow(doc, name, called=called)]
+
+    def build_rules(self, build) -> list[str]:
+        """release.yml's findings with this build.yml, and build.yml's own."""
+        return self.rules(self.real("release.yml"), build=build) + self.rules(build, "build.yml")
 
     def step(self, doc, job: str, needle: str) -> dict:
         return next(st for st in doc["jobs"][job]["steps"]
@@ -150,13 +172,17 @@ class ReleaseJourney(unittest.TestCase):
 
     def test_real_workflows_pass(self):
         self.assertEqual(cp.check_workflow(self.real("release.yml"), "release.yml"), [])
+        self.assertEqual(cp.check_workflow(self.real("build.yml"), "build.yml"), [])
         self.assertEqual(cp.check_workflow(self.real("deploy.yml"), "deploy.yml"), [])
+
+    def test_release_calls_build_yml(self):
+        self.assertEqual(self.real("release.yml")["jobs"]["image"]["uses"], self.BUILD)
 
     def test_p11_cosign_release_pinned(self):
         for name in ("release.yml", "deploy.yml"):
             doc = self.real(name)
             job = next(j for j, job in doc["jobs"].items()
-                       if any("cosign-installer" in str(st.get("uses", "")) for st in job["steps"]))
+                       if any("cosign-installer" in str(st.get("uses", "")) for st in job.get("steps", [])))
             st = self.step(doc, job, "sigstore/cosign-installer")
             st["with"].pop("cosign-release")
             self.assertEqual(self.rules(doc, name), ["P11"])
@@ -166,9 +192,9 @@ class ReleaseJourney(unittest.TestCase):
             self.assertEqual(self.rules(doc, name), [])
 
     def test_p12_both_platforms_built(self):
-        doc = self.real("release.yml")
-        self.step(doc, "image", "docker/build-push-action")["with"]["platforms"] = "linux/amd64"
-        self.assertEqual(self.rules(doc), ["P12"])
+        build = self.real("build.yml")
+        self.step(build, "build", "docker/build-push-action")["with"]["platforms"] = "linux/amd64"
+        self.assertEqual(self.build_rules(build), ["P12"])
 
     def test_p12_both_platforms_checked(self):
         doc = self.real("release.yml")
@@ -196,13 +222,48 @@ class ReleaseJourney(unittest.TestCase):
         self.assertEqual(self.rules(doc), ["P12"])
 
     def test_p12_assets_signed_and_follow_up_exist(self):
-        doc = self.real("release.yml")
-        doc["jobs"]["image"]["steps"] = [st for st in doc["jobs"]["image"]["steps"]
-                                         if "release.sh assets" not in str(st.get("run", ""))]
-        self.assertEqual(self.rules(doc), ["P12"])
+        build = self.real("build.yml")
+        build["jobs"]["build"]["steps"] = [st for st in build["jobs"]["build"]["steps"]
+                                           if "release.sh assets" not in str(st.get("run", ""))]
+        self.assertEqual(self.build_rules(build), ["P12"])
         doc = self.real("release.yml")
         del doc["jobs"]["follow-up"]
         self.assertEqual(self.rules(doc), ["P12"])
+
+
+    def test_p12_signing_waits_for_the_called_build(self):
+        doc = self.real("release.yml")
+        doc["jobs"]["sign"]["needs"] = ["gates"]
+        doc["jobs"]["image-test"]["needs"] = "gates"
+        self.assertIn("P12", self.rules(doc))
+
+    def test_p13_provenance_back_in_release_yml_is_level_2(self):
+        doc, build = self.real("release.yml"), self.real("build.yml")
+        moved = [st for st in build["jobs"]["provenance"]["steps"] if "attest-build-provenance" in st.get("uses", "")]
+        build["jobs"]["provenance"]["steps"] = [st for st in build["jobs"]["provenance"]["steps"] if st not in moved]
+        doc["jobs"]["sign"]["steps"] += moved
+        self.assertEqual(self.rules(doc, build=build), ["P13", "P13", "P13", "P13"])
+
+    def test_p13_no_provenance_at_all(self):
+        build = self.real("build.yml")
+        del build["jobs"]["provenance"]
+        self.assertEqual(self.build_rules(build), ["P13", "P13"])
+
+    def test_p13_build_yml_only_called(self):
+        build = self.real("build.yml")
+        build["on"]["workflow_dispatch"] = None
+        self.assertEqual(self.build_rules(build), ["P13", "P13"])
+
+    def test_p13_build_job_mints_no_oidc_token(self):
+        build = self.real("build.yml")
+        build["jobs"]["build"]["permissions"]["id-token"] = "write"
+        self.assertEqual(self.build_rules(build), ["P13"])
+
+    def test_p13_image_built_outside_the_called_workflow(self):
+        doc, build = self.real("release.yml"), self.real("build.yml")
+        push = self.step(build, "build", "docker/build-push-action")
+        doc["jobs"]["gates"]["steps"].append(push)
+        self.assertIn("P13", self.rules(doc, build=build))
 
 
 class EntryPoints(unittest.TestCase):
