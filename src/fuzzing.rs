@@ -39,3 +39,20 @@ pub fn decode_query_results(json: &[u8]) -> Result<Vec<Row>> {
 pub fn classify_error_body(json: &[u8]) -> Error {
     crate::bigquery::classify_error(http::StatusCode::BAD_GATEWAY, json)
 }
+
+/// The log line's JSON writer against serde_json, which it stands in for:
+/// panics unless an object of `key: value` entries and a formatted text
+/// entry is byte for byte what serde_json writes.
+pub fn json_object_agrees_with_serde_json(key: &str, value: &str) {
+    use crate::telemetry::cloud_logging::json::Object;
+    let mut line = b"{".to_vec();
+    let mut object = Object { line: &mut line, empty: true };
+    object.str(key, value);
+    object.str(value, key);
+    object.text("text", format_args!("{key}{value:?}"));
+    line.push(b'}');
+    let json = |s: &str| serde_json::to_string(s).expect("serialize");
+    let text = format!("{key}{value:?}");
+    let expected = format!("{{{}:{},{}:{},\"text\":{}}}", json(key), json(value), json(value), json(key), json(&text));
+    assert_eq!(String::from_utf8_lossy(&line), expected, "key {key:?}, value {value:?}");
+}

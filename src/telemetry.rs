@@ -20,7 +20,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::LogFormat;
 
-mod cloud_logging;
+pub(crate) mod cloud_logging;
 #[cfg(feature = "otel")]
 pub mod otel;
 

@@ -35,7 +35,7 @@ long) seconds=${FUZZ_SECONDS:-300} sanitizer=${FUZZ_SANITIZER:-address} ;;
 	exit 2
 	;;
 esac
-all_targets=(http_request traceparent bigquery_response config csv_loader)
+all_targets=(http_request traceparent bigquery_response config csv_loader json_object)
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=("${all_targets[@]}")
 

@@ -6,6 +6,7 @@
 //! request carries its `request_id` and `trace_id`.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::io::Write;
 use std::num::NonZero;
 
@@ -20,6 +21,8 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
+
+pub(crate) mod json;
 
 /// Cloud Logging's JSON lines, written to `writer`.
 pub(super) struct GcpJson<W> {
@@ -62,12 +65,11 @@ where
                 Err(_) => &mut own,
             };
             line.clear();
-            if self.write_line(line, &ctx, event).is_ok() {
-                escape_invisible(line);
-                line.push(b'\n');
-                // Nowhere left to report a failed log write.
-                let _ = self.writer.make_writer().write_all(line);
-            }
+            self.write_line(line, &ctx, event);
+            escape_invisible(line);
+            line.push(b'\n');
+            // Nowhere left to report a failed log write.
+            let _ = self.writer.make_writer().write_all(line);
         });
     }
 }
@@ -76,39 +78,86 @@ impl<W> GcpJson<W> {
     /// Keys are written base fields, then span fields (outermost first),
     /// then the event's own, so with JSON's last-one-wins an event field
     /// overrides a span field of the same name.
-    fn write_line<S>(&self, line: &mut Vec<u8>, ctx: &Context<'_, S>, event: &Event<'_>) -> serde_json::Result<()>
+    fn write_line<S>(&self, line: &mut Vec<u8>, ctx: &Context<'_, S>, event: &Event<'_>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let meta = event.metadata();
-        let time = time::OffsetDateTime::now_utc().format(&Iso8601::<TIME>).unwrap_or_default();
-        let mut serializer = serde_json::Serializer::new(&mut *line);
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("time", &time)?;
-        map.serialize_entry("severity", severity(*meta.level()))?;
-        map.serialize_entry("target", meta.target())?;
+        line.extend_from_slice(b"{\"time\":\"");
+        // Digits and punctuation only: nothing to escape.
+        let _ = time::OffsetDateTime::now_utc().format_into(&mut *line, &Iso8601::<TIME>);
+        line.push(b'"');
+        let mut object = json::Object { line, empty: false };
+        object.str("severity", severity(*meta.level()));
+        object.str("target", meta.target());
         for span in ctx.event_scope(event).into_iter().flat_map(|scope| scope.from_root()) {
             if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
-                fields.iter().try_for_each(|(key, value)| map.serialize_entry(key, value))?;
+                fields.iter().for_each(|(key, value)| object.value(key, value));
             }
         }
-        let mut fields = Fields { json: self, map, has_message: false };
+        let mut fields = Fields { json: self, map: object, has_message: false };
         event.record(&mut fields);
         if !fields.has_message {
-            fields.entry("message", "");
+            fields.map.str("message", "");
         }
-        fields.map.end()
+        fields.map.line.push(b'}');
     }
 
     /// The fields `record` gives, as a span keeps them.
     fn span_fields(&self, record: impl FnOnce(&mut dyn Visit)) -> Option<serde_json::Map<String, serde_json::Value>> {
-        let mut fields =
-            Fields { json: self, map: serde_json::value::Serializer.serialize_map(None).ok()?, has_message: true };
+        let map = SpanMap(serde_json::value::Serializer.serialize_map(None).ok()?);
+        let mut fields = Fields { json: self, map, has_message: true };
         record(&mut fields);
-        match fields.map.end() {
+        match fields.map.0.end() {
             Ok(serde_json::Value::Object(fields)) => Some(fields),
             _ => None,
         }
+    }
+}
+
+/// Where an event's or a span's fields go: the line's JSON object
+/// ([`json::Object`]), or the map a span keeps ([`SpanMap`]).
+trait Sink {
+    fn str(&mut self, key: &str, value: &str);
+    /// Formatted text as a JSON string, escaped as it is written (every
+    /// log message arrives this way), without a `String` in between.
+    fn text(&mut self, key: &str, value: fmt::Arguments<'_>);
+    fn value(&mut self, key: &str, value: &(impl Serialize + ?Sized));
+}
+
+impl Sink for json::Object<'_> {
+    fn str(&mut self, key: &str, value: &str) {
+        json::Object::str(self, key, value);
+    }
+    fn text(&mut self, key: &str, value: fmt::Arguments<'_>) {
+        json::Object::text(self, key, value);
+    }
+    fn value(&mut self, key: &str, value: &(impl Serialize + ?Sized)) {
+        json::Object::value(self, key, value);
+    }
+}
+
+/// A span's fields, collected as serde_json values.
+struct SpanMap<M>(M);
+
+impl<M: SerializeMap> Sink for SpanMap<M> {
+    fn str(&mut self, key: &str, value: &str) {
+        self.value(key, value);
+    }
+    fn text(&mut self, key: &str, value: fmt::Arguments<'_>) {
+        self.value(key, &Text(value));
+    }
+    fn value(&mut self, key: &str, value: &(impl Serialize + ?Sized)) {
+        // Into a Value, with string keys, serializing cannot fail.
+        let _ = self.0.serialize_entry(key, value);
+    }
+}
+
+struct Text<'a>(fmt::Arguments<'a>);
+
+impl Serialize for Text<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
     }
 }
 
@@ -119,17 +168,12 @@ struct Fields<'a, W, M> {
     has_message: bool,
 }
 
-impl<W, M: SerializeMap> Fields<'_, W, M> {
-    fn entry(&mut self, key: &str, value: &(impl Serialize + ?Sized)) {
-        // Into a Vec, with string keys, serializing cannot fail.
-        let _ = self.map.serialize_entry(key, value);
-    }
-
+impl<W, M: Sink> Fields<'_, W, M> {
     fn string(&mut self, field: &Field, value: &str) {
-        self.entry(field.name(), value);
+        self.map.str(field.name(), value);
         match field.name() {
             "trace_id" => self.trace(value),
-            "span_id" => self.entry(SPAN_ID_KEY, value),
+            "span_id" => self.map.str(SPAN_ID_KEY, value),
             "message" => self.has_message = true,
             _ => {}
         }
@@ -139,50 +183,40 @@ impl<W, M: SerializeMap> Fields<'_, W, M> {
     /// when the project is known.
     fn trace(&mut self, trace_id: &str) {
         match &self.json.project {
-            Some(project) => self.entry(TRACE_KEY, &Text(format_args!("projects/{project}/traces/{trace_id}"))),
-            None => self.entry(TRACE_KEY, trace_id),
+            Some(project) => self.map.text(TRACE_KEY, format_args!("projects/{project}/traces/{trace_id}")),
+            None => self.map.str(TRACE_KEY, trace_id),
         }
     }
 }
 
-impl<W, M: SerializeMap> Visit for Fields<'_, W, M> {
+impl<W, M: Sink> Visit for Fields<'_, W, M> {
     fn record_str(&mut self, field: &Field, value: &str) {
         self.string(field, value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.entry(field.name(), &value);
+        self.map.value(field.name(), &value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.entry(field.name(), &value);
+        self.map.value(field.name(), &value);
     }
     /// Not finite: `null`.
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.entry(field.name(), &value);
+        self.map.value(field.name(), &value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.entry(field.name(), &value);
+        self.map.value(field.name(), &value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.string(field, &value.to_string());
     }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         match field.name() {
             "trace_id" | "span_id" => self.string(field, &format!("{value:?}")),
             name => {
                 self.has_message |= name == "message";
-                self.entry(name, &Text(format_args!("{value:?}")));
+                self.map.text(name, format_args!("{value:?}"));
             }
         }
-    }
-}
-
-/// Formatted text as a JSON string, escaped as it is written (every log
-/// message arrives this way), without a `String` in between.
-struct Text<'a>(std::fmt::Arguments<'a>);
-
-impl Serialize for Text<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
     }
 }
 
