@@ -45,9 +45,12 @@ fi
 # crates that differ compile.
 bin_dir=target/bench
 mkdir -p "$bin_dir"
-cargo build --release --locked --bin wordcount --example hello >&2
-cargo build --release --locked -p testkit --bin loadtest >&2
+# The service alone first: building an example with it would unify the
+# dev-dependencies' features (tokio's test-util) into the measured binary.
+cargo build --release --locked --bin wordcount >&2
 cp target/release/wordcount "$bin_dir/wordcount"
+cargo build --release --locked --example hello >&2
+cargo build --release --locked -p testkit --bin loadtest >&2
 if [[ -n $BASE ]]; then
   base_rev=$(git rev-parse --short=12 "$BASE^{commit}")
   src="$SCRATCH/src-$base_rev"
