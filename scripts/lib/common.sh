@@ -209,8 +209,8 @@ registry_test_tools() {
 
 # rehearsal_cosign: TEST ONLY, for the rehearsals (make signing-test,
 # local-release, mock-prod, release-rehearsal), which must write nothing to
-# Rekor. Puts first on PATH a `cosign` that runs $COSIGN_BIN (default: the
-# pinned cosign, built by cosign_bin) with the transparency log switched off, using
+# Rekor. Puts first on PATH a `cosign` that runs $COSIGN_BIN (a path, or a
+# name looked up on PATH first; default: the pinned cosign, cosign_bin) with the transparency log switched off, using
 # cosign's own documented flags: --tlog-upload=false for sign, attest and
 # sign-blob, --insecure-ignore-tlog for verify, verify-attestation and
 # verify-blob. Every other argument is passed through unchanged, so the
@@ -220,7 +220,7 @@ registry_test_tools() {
 # and checks against Rekor.
 rehearsal_cosign() {
 	local real="${COSIGN_BIN:-}" dir="$SCRATCH/rehearsal-bin"
-	[[ -n "$real" ]] || real="$(cosign_bin)"
+	if [[ -z "$real" ]]; then real="$(cosign_bin)"; elif [[ "$real" != /* ]]; then real="$(command -v "$real")"; fi
 	mkdir -p "$dir"
 	cat >"$dir/cosign" <<-EOF
 		#!/bin/sh
