@@ -24,7 +24,7 @@
 #                                   the air-gapped path (cosign/README.md):
 #                                   sign the digest with COSIGN_PRIVATE_KEY and
 #                                   attest each image SBOM in DIR, legacy
-#                                   format only (`make local-release` runs it)
+#                                   format only (`make signing-test` runs it)
 #   release.sh verify-rehearsal IMAGE@DIGEST DIR PUBLIC_KEY
 #                                   the rehearsal's verify-signed: the image
 #                                   (both formats, attestations) and every

@@ -12,8 +12,8 @@
 # asks for. deploy-step.sh runs in a scratch copy of the tree whose
 # cosign/verify and deploy.sh are recorders too, so its own checks are what
 # is tested. The real cosign runs these scripts' key-based path
-# (release.sh sign-key, cosign/verify --key, deploy.sh) in make
-# local-release, make mock-prod and make signing-test.
+# (release.sh sign-key or sign in rehearsal mode, cosign/verify --key,
+# deploy.sh) in make local-release, make mock-prod and make signing-test.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
