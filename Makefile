@@ -131,9 +131,14 @@ repro-check: image-tools ## Two clean builds of the static binary from HEAD must
 
 ## --- signing and deploy (cosign/README.md, docs/supply-chain.md) ---------------
 
-.PHONY: local-release deploy signing-test
-local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest, sign + attest it with real cosign (per-run key), write the manifests asset
+.PHONY: local-release release-rehearsal deploy signing-test
+local-release: image ## Push localhost/wordcount:dev to a loopback registry by digest, then the release rehearsal on it (make release-rehearsal's script)
 	scripts/deploy/local-release.sh
+
+# REF is the image by digest in a loopback registry, e.g.
+#   make release-rehearsal REF=localhost:5000/org/wordcount@sha256:...
+release-rehearsal: ## The release on REF (a loopback registry) publishing nothing: image checks + assets if DIR has none, sign both formats with a per-run key, verify (release-rehearsal.yml)
+	scripts/workflows/rehearsal.sh
 
 # DEPLOY_ARGS selects image, verification mode and target, e.g.
 #   make deploy DEPLOY_ARGS='--image ghcr.io/wordcount/wordcount@sha256:... --target kubectl'

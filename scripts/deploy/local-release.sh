@@ -7,21 +7,22 @@
 # What differs from .github/workflows/release.yml, and why:
 #   registry   127.0.0.1:$REGISTRY_PORT (docker-registry), not ghcr.io: no
 #              remote registry is reachable here.
-#   signing    the release's key-based path (scripts/workflows/release.sh
-#              sign-key, the real cosign) with a key pair generated for this
-#              run, not keyless: there is no OIDC token, Fulcio or Rekor here.
-#              Without Rekor, cosign runs with the transparency log switched
-#              off (rehearsal_cosign in scripts/lib/common.sh; test only).
-#              The private key lives under .tmp/local-release/ (gitignored)
-#              and is replaced on every run.
-#   formats    the legacy format only (sha256-<hex>.sig/.att), which is what
-#              the release's key-based path writes; `make signing-test`
-#              proves both formats.
-#   assets     the image SBOM (syft, as release.sh assets makes it), the
-#              manifests asset and SHA256SUMS; no Sigstore bundles of the
-#              assets (sign-blob is keyless in the release).
+#   signing    scripts/workflows/rehearsal.sh, the script release-rehearsal.yml
+#              runs on pull requests: release.sh sign in rehearsal mode (the
+#              real cosign) with a key pair generated for this run, not
+#              keyless: there is no OIDC token, Fulcio or Rekor here. Without
+#              Rekor, cosign runs with the transparency log switched off
+#              (rehearsal_cosign in scripts/lib/common.sh; test only). The
+#              private key lives under .tmp/local-release/ (gitignored) and is
+#              replaced on every run.
+#   formats    both (legacy .sig/.att tags and Sigstore bundles), as the
+#              release writes them; then release.sh verify-rehearsal.
+#   assets     linux/amd64 only (podman, the gnu static binary): the image
+#              SBOM (syft, as release.sh assets makes it), the OpenVEX, the
+#              manifests asset and SHA256SUMS, each with a Sigstore bundle
+#              made with the per-run key; no binaries.
 # What is the same: the image is addressed by digest from the push on, it is
-# signed and its SBOM attested by the release's own sign-key step, the
+# signed and its SBOM attested by the release's own sign step, the
 # deployable manifests are rendered by the script the release uses
 # (scripts/workflows/release.sh manifests) and listed in SHA256SUMS, and the
 # deploy step verifies the image with the same cosign/verify entry point and
@@ -42,7 +43,6 @@ source_image="${1:-$IMAGE}"
 state=.tmp/local-release
 
 scripts/install.sh signing
-rehearsal_cosign
 scripts/deploy/registry.sh start
 addr="$(scripts/deploy/registry.sh addr)"
 
@@ -61,21 +61,19 @@ skopeo copy --quiet --dest-tls-verify=false --digestfile "$state/digest" \
 ref="$repo@$(cat "$state/digest")"
 log "pushed $source_image as $ref"
 
-# A fresh key pair per run: no key outlives the rehearsal, none is committed.
-rm -f "$state/cosign.key" "$state/cosign.pub"
-# The password only has to live as long as this script: nothing re-signs.
-COSIGN_PASSWORD="$(head -c 24 /dev/urandom | base64)"
-export COSIGN_PASSWORD
-cosign generate-key-pair --output-key-prefix "$state/cosign" >/dev/null
-
-# The image SBOM, as release.sh assets writes it (syft reads the image's
-# cargo-auditable data), then the manifests asset and SHA256SUMS.
+# The image SBOM and OpenVEX, as release.sh assets writes them (syft reads
+# the image's cargo-auditable data), then the manifests asset and SHA256SUMS.
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
 rm -rf "$state/dist" && mkdir -p "$state/dist"
 SYFT_CHECK_FOR_APP_UPDATE=false SYFT_REGISTRY_INSECURE_USE_HTTP=true "$(python_bin)/syft" scan "registry:$ref" --quiet \
-	-o "cyclonedx-json=$state/dist/wordcount-$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)-image-linux-amd64.cdx.json"
+	-o "cyclonedx-json=$state/dist/wordcount-$version-image-linux-amd64.cdx.json"
+SOURCE_DATE_EPOCH="$(git log -1 --format=%ct)" python3 scripts/supply-chain/vex.py \
+	--image "$ref" --out "$state/dist/wordcount-$version.openvex.json"
 scripts/workflows/release.sh manifests "$ref" "$state/dist"
 manifests="$(echo "$state"/dist/wordcount-*-manifests.yaml)"
-COSIGN_PRIVATE_KEY="$(cat "$state/cosign.key")" scripts/workflows/release.sh sign-key "$ref" "$state/dist"
+# Signed and verified by the pull requests' release rehearsal, with a fresh
+# key pair (no key outlives the run, none is committed) kept for the deploy.
+REF="$ref" DIR="$state/dist" KEY_DIR="$state" REHEARSAL_PLATFORMS=linux/amd64 scripts/workflows/rehearsal.sh
 
 cat >"$state/release.env" <<EOF
 LOCAL_RELEASE_IMAGE=$ref

@@ -207,25 +207,27 @@ registry_test_tools() {
 	apt_install_missing docker-registry openssl
 }
 
-# rehearsal_cosign: TEST ONLY, for the local rehearsals (make signing-test,
-# local-release, mock-prod), which have no Rekor. Puts first on PATH a
-# `cosign` that runs the pinned real cosign with the transparency log switched
-# off, using cosign's own documented flags: --tlog-upload=false for sign and
-# attest, --insecure-ignore-tlog for verify and verify-attestation. Every other
-# argument is passed through unchanged, so the scripts under test (release.sh,
-# cosign/verify) run with exactly the flags they ship with. Nothing that runs
-# in release.yml or deploy.yml calls this: there cosign-installer's cosign
-# writes to and checks against Rekor.
+# rehearsal_cosign: TEST ONLY, for the rehearsals (make signing-test,
+# local-release, mock-prod, release-rehearsal), which must write nothing to
+# Rekor. Puts first on PATH a `cosign` that runs $COSIGN_BIN (a path, or a
+# name looked up on PATH first; default: the pinned cosign, cosign_bin) with the transparency log switched off, using
+# cosign's own documented flags: --tlog-upload=false for sign, attest and
+# sign-blob, --insecure-ignore-tlog for verify, verify-attestation and
+# verify-blob. Every other argument is passed through unchanged, so the
+# scripts under test (release.sh, cosign/verify) run with exactly the flags
+# they ship with. release-rehearsal.yml passes cosign-installer's cosign;
+# nothing in release.yml or deploy.yml calls this: there cosign writes to
+# and checks against Rekor.
 rehearsal_cosign() {
-	local real dir="$SCRATCH/rehearsal-bin"
-	real="$(cosign_bin)"
+	local real="${COSIGN_BIN:-}" dir="$SCRATCH/rehearsal-bin"
+	if [[ -z "$real" ]]; then real="$(cosign_bin)"; elif [[ "$real" != /* ]]; then real="$(command -v "$real")"; fi
 	mkdir -p "$dir"
 	cat >"$dir/cosign" <<-EOF
 		#!/bin/sh
 		# TEST ONLY (scripts/lib/common.sh rehearsal_cosign): no Rekor here.
 		case "\$1" in
-		sign | attest) c=\$1; shift; exec '$real' "\$c" --tlog-upload=false "\$@" ;;
-		verify | verify-attestation) c=\$1; shift; exec '$real' "\$c" --insecure-ignore-tlog "\$@" ;;
+		sign | attest | sign-blob) c=\$1; shift; exec '$real' "\$c" --tlog-upload=false "\$@" ;;
+		verify | verify-attestation | verify-blob) c=\$1; shift; exec '$real' "\$c" --insecure-ignore-tlog "\$@" ;;
 		esac
 		exec '$real' "\$@"
 	EOF

@@ -24,7 +24,12 @@
 #                                   the air-gapped path (cosign/README.md):
 #                                   sign the digest with COSIGN_PRIVATE_KEY and
 #                                   attest each image SBOM in DIR, legacy
-#                                   format only (`make local-release` runs it)
+#                                   format only (`make signing-test` runs it)
+#   release.sh verify-rehearsal IMAGE@DIGEST DIR PUBLIC_KEY
+#                                   the rehearsal's verify-signed: the image
+#                                   (both formats, attestations) and every
+#                                   asset against the ephemeral key
+#                                   (scripts/workflows/rehearsal.sh)
 #   release.sh verify-signed TAG IMAGE@DIGEST DIR
 #                                   before anything is published: the image,
 #                                   its attestations and provenance, and every
@@ -41,8 +46,15 @@
 # GH_TOKEN for publish/verify/follow-up (the job's GITHUB_TOKEN, via env,
 # never inline), COSIGN_PRIVATE_KEY + COSIGN_PASSWORD for the optional
 # key-based signature (cosign/README.md). `sign` needs the job's OIDC token
-# (id-token: write), so it only runs in Actions; `make local-release` is the
-# offline rehearsal of the same idea.
+# (id-token: write), so it only runs in Actions.
+#
+# Rehearsal mode (scripts/workflows/rehearsal.sh; publishes nothing):
+# REHEARSAL_REGISTRY=localhost:PORT or 127.0.0.1:PORT. `meta` then names the
+# tag vX.Y.Z-rehearsal.<REHEARSAL_PR> and the image in that registry, and
+# `sign` signs with the ephemeral key in COSIGN_PRIVATE_KEY instead of
+# keylessly (bundles with --use-signing-config=false: no Fulcio or Rekor),
+# only images in that registry. REHEARSAL_PLATFORMS (default both) is what
+# the rehearsed image holds: the local one is linux/amd64 only.
 set -euo pipefail
 
 # shellcheck source=scripts/lib/common.sh
@@ -82,20 +94,39 @@ identity_for() { workflow_identity release.yml "$1"; }
 # release.yml calls (SLSA Build Level 3, SECURITY.md).
 build_identity_for() { workflow_identity build.yml "$1"; }
 
+# rehearsal: true in rehearsal mode (see the header); only a loopback
+# registry can be the rehearsal's.
+rehearsal() {
+	[[ -n "${REHEARSAL_REGISTRY:-}" ]] || return 1
+	[[ "$REHEARSAL_REGISTRY" =~ ^(localhost|127\.0\.0\.1):[0-9]+$ ]] ||
+		die "REHEARSAL_REGISTRY=$REHEARSAL_REGISTRY is not localhost:PORT or 127.0.0.1:PORT"
+}
+# The platforms the image to sign holds: a rehearsal may have fewer.
+signed_platforms() {
+	if rehearsal; then read -ra signed <<<"${REHEARSAL_PLATFORMS:-${PLATFORMS[*]}}"; else signed=("${PLATFORMS[@]}"); fi
+}
+
 cmd_meta() {
-	local tag="${GITHUB_REF_NAME:?GITHUB_REF_NAME (the tag) is not set}"
 	local repo="${GITHUB_REPOSITORY:?GITHUB_REPOSITORY (owner/name) is not set}"
-	need_tag "$tag"
-	local version
+	local tag version
 	version="$(cargo_version)"
+	if rehearsal; then
+		# A pull request has no tag: one no real release shares, for this PR.
+		[[ "${REHEARSAL_PR:-}" =~ ^[0-9]+$ ]] || die "REHEARSAL_PR (the pull request number) is not a number"
+		tag="v$version-rehearsal.$REHEARSAL_PR"
+	else
+		tag="${GITHUB_REF_NAME:?GITHUB_REF_NAME (the tag) is not set}"
+	fi
+	need_tag "$tag"
 	# The binary reports Cargo.toml's version; a tag that says otherwise would
 	# publish a v1.2.3 whose `--version` prints something else.
-	[[ "${tag#v}" == "$version" ]] || die "tag $tag does not match Cargo.toml version $version; bump Cargo.toml first"
+	rehearsal || [[ "${tag#v}" == "$version" ]] || die "tag $tag does not match Cargo.toml version $version; bump Cargo.toml first"
 	local sde created
 	sde="$(git log -1 --format=%ct)"
 	created="$(date -u -d "@$sde" +%Y-%m-%dT%H:%M:%SZ)"
 	# GHCR names must be lower case; GitHub owners/repositories may not be.
 	local image="ghcr.io/${repo,,}"
+	! rehearsal || image="$REHEARSAL_REGISTRY/${repo,,}"
 	{
 		printf 'tag=%s\n' "$tag"
 		printf 'version=%s\n' "$version"
@@ -230,9 +261,17 @@ cmd_sign() {
 	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}"
 	need_digest_ref "$ref"
 	command -v cosign >/dev/null || die "cosign is not installed"
-	local sboms f
+	local sboms f signed signer=() legacy=("${LEGACY[@]}") bundle=("${BUNDLE[@]}")
 	image_sboms "$dir"
-	((${#sboms[@]} == ${#PLATFORMS[@]})) || die "expected one image SBOM per platform in $dir, found ${#sboms[@]}"
+	signed_platforms
+	((${#sboms[@]} == ${#signed[@]})) || die "expected one image SBOM per platform in $dir, found ${#sboms[@]}"
+	if rehearsal; then
+		[[ "$ref" == "$REHEARSAL_REGISTRY/"* ]] || die "a rehearsal signs only images in $REHEARSAL_REGISTRY, not $ref"
+		[[ -n "${COSIGN_PRIVATE_KEY:-}" ]] || die "a rehearsal signs with the ephemeral key in COSIGN_PRIVATE_KEY"
+		signer=(--key env://COSIGN_PRIVATE_KEY)
+		bundle=(--new-bundle-format=true --use-signing-config=false)
+		legacy+=("${signer[@]}") bundle+=("${signer[@]}")
+	fi
 	# Keyless: the certificate binds the signature to this workflow at this
 	# tag (the identity cosign/verify requires). --yes: no prompt in CI.
 	# The index digest is what Pods name, so that is what is signed; each
@@ -247,13 +286,14 @@ cmd_sign() {
 		cosign attest --yes "$@" --type openvex --predicate "$dir/wordcount-$(cargo_version).openvex.json" "$ref"
 		log "signed and attested $ref ($format format)"
 	}
-	sign_in legacy "${LEGACY[@]}"
-	sign_in bundle "${BUNDLE[@]}"
+	sign_in legacy "${legacy[@]}"
+	sign_in bundle "${bundle[@]}"
 	# The air-gapped path: only when the key is configured.
-	[[ -z "${COSIGN_PRIVATE_KEY:-}" ]] || cmd_sign_key "$ref" "$dir"
+	rehearsal || [[ -z "${COSIGN_PRIVATE_KEY:-}" ]] || cmd_sign_key "$ref" "$dir"
+	((${#signer[@]} == 0)) || signer+=(--use-signing-config=false)
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
-		cosign sign-blob --yes --bundle "$f.sigstore.json" "$f" >/dev/null
+		cosign sign-blob --yes "${signer[@]}" --bundle "$f.sigstore.json" "$f" >/dev/null
 		log "signed $(basename "$f")"
 	done
 }
@@ -274,28 +314,33 @@ cmd_sign_key() {
 }
 
 # Every file in DIR: listed in SHA256SUMS with the right sum, and its Sigstore
-# bundle verifies for exactly this tag's release.yml.
+# bundle verifies for exactly this tag's release.yml (or, with a third
+# argument, against that public key: the rehearsal).
 verify_assets() {
 	local tag="$1" dir="$2" f n=0
+	local who="the key ${3:-}" by=(--key "${3:-}")
+	if [[ -z "${3:-}" ]]; then
+		who="$(identity_for "$tag")"
+		by=(--certificate-identity "$who" --certificate-oidc-issuer "$OIDC_ISSUER")
+	fi
 	(cd "$dir" && sha256sum --check --strict SHA256SUMS >&2)
 	for f in "$dir"/*; do
 		case "$f" in *.sigstore.json) continue ;; esac
 		[[ -f "$f.sigstore.json" ]] || die "$(basename "$f") has no Sigstore bundle"
 		[[ "$(basename "$f")" == SHA256SUMS ]] || grep -q "  $(basename "$f")\$" "$dir/SHA256SUMS" ||
 			die "$(basename "$f") is not listed in SHA256SUMS"
-		cosign verify-blob --bundle "$f.sigstore.json" \
-			--certificate-identity "$(identity_for "$tag")" \
-			--certificate-oidc-issuer "$OIDC_ISSUER" "$f" >/dev/null 2>&1 ||
-			die "$(basename "$f"): its Sigstore bundle does not verify for $(identity_for "$tag")"
+		cosign verify-blob --bundle "$f.sigstore.json" "${by[@]}" "$f" >/dev/null 2>&1 ||
+			die "$(basename "$f"): its Sigstore bundle does not verify for $who"
 		n=$((n + 1))
 	done
 	local want platform
+	# (The rehearsal checks its binaries itself: the local one has none.)
 	for platform in "${PLATFORMS[@]}"; do
 		want="wordcount-$(cargo_version)-$(triple_of "$platform")"
-		[[ -f "$dir/$want" ]] || die "no $want among the assets"
+		[[ -n "${3:-}" || -f "$dir/$want" ]] || die "no $want among the assets"
 	done
 	[[ -f "$dir/wordcount-$(cargo_version)-manifests.yaml" ]] || die "no manifests asset"
-	log "OK: $n assets match SHA256SUMS and verify against $(identity_for "$tag")"
+	log "OK: $n assets match SHA256SUMS and verify against $who"
 }
 
 # Build provenance from GitHub's attestation store, signed by exactly build.yml
@@ -322,6 +367,23 @@ cmd_verify_signed() {
 	# The manifests asset deploys exactly this image.
 	grep -q "image: $ref\$" "$dir/wordcount-$(cargo_version)-manifests.yaml" ||
 		die "the manifests asset does not name $ref"
+}
+
+# What verify-signed checks, minus what only the tag's run has (its keyless
+# identity, the build provenance): against the rehearsal's public key.
+cmd_verify_rehearsal() {
+	local ref="${1:?IMAGE@DIGEST}" dir="${2:?asset directory}" key="${3:?PUBLIC_KEY}"
+	need_digest_ref "$ref"
+	rehearsal || die "verify-rehearsal runs in rehearsal mode only (REHEARSAL_REGISTRY)"
+	# Both formats, each on its own: --key alone checks the legacy one.
+	local format
+	for format in legacy bundle; do
+		cosign/verify --key "$key" --allow-http-registry --format "$format" "$ref"
+	done
+	verify_assets "" "$dir" "$key"
+	grep -q "image: $ref\$" "$dir/wordcount-$(cargo_version)-manifests.yaml" ||
+		die "the manifests asset does not name $ref"
+	log "OK: the rehearsal of $ref verified (no tag identity, no provenance: docs/pipeline.md)"
 }
 
 cmd_publish() {
@@ -392,6 +454,7 @@ image-test) cmd_image_test "$@" ;;
 sign) cmd_sign "$@" ;;
 sign-key) cmd_sign_key "$@" ;;
 verify-signed) cmd_verify_signed "$@" ;;
+verify-rehearsal) cmd_verify_rehearsal "$@" ;;
 publish) cmd_publish "$@" ;;
 verify) cmd_verify "$@" ;;
 follow-up) cmd_follow_up "$@" ;;

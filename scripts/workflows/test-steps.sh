@@ -12,8 +12,8 @@
 # asks for. deploy-step.sh runs in a scratch copy of the tree whose
 # cosign/verify and deploy.sh are recorders too, so its own checks are what
 # is tested. The real cosign runs these scripts' key-based path
-# (release.sh sign-key, cosign/verify --key, deploy.sh) in make
-# local-release, make mock-prod and make signing-test.
+# (release.sh sign-key or sign in rehearsal mode, cosign/verify --key,
+# deploy.sh) in make local-release, make mock-prod and make signing-test.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -51,6 +51,14 @@ expect "meta: shell metacharacters in a tag are refused" 1 "is not vMAJOR" -- \
 	env GITHUB_REF_NAME='v1.0.0;id' GITHUB_REPOSITORY=o/r scripts/workflows/release.sh meta
 expect "meta: both platforms of the one image" 0 "platforms=linux/amd64,linux/arm64" -- \
 	env GITHUB_REF_NAME="v$version" GITHUB_REPOSITORY=o/r scripts/workflows/release.sh meta
+expect "meta (rehearsal): tag vX.Y.Z-rehearsal.<PR>, image in the job's registry" 0 "tag=v$version-rehearsal\.42.*image=localhost:5000/org/repo" -- \
+	env -u GITHUB_REF_NAME REHEARSAL_REGISTRY=localhost:5000 REHEARSAL_PR=42 GITHUB_REPOSITORY=Org/Repo scripts/workflows/release.sh meta
+expect "meta (rehearsal): a remote registry is refused" 1 "is not localhost:PORT" -- \
+	env REHEARSAL_REGISTRY=ghcr.io REHEARSAL_PR=42 GITHUB_REPOSITORY=o/r scripts/workflows/release.sh meta
+expect "meta (rehearsal): a PR number that is not a number is refused" 1 "is not a number" -- \
+	env REHEARSAL_REGISTRY=localhost:5000 'REHEARSAL_PR=1;id' GITHUB_REPOSITORY=o/r scripts/workflows/release.sh meta
+expect "rehearsal: an image outside a loopback registry is refused" 1 "not in a loopback registry" -- \
+	env REF="ghcr.io/o/r@sha256:$(printf '%064d' 0)" scripts/workflows/rehearsal.sh
 expect "assets: a tag instead of a digest is refused" 1 "digests only" -- \
 	scripts/workflows/release.sh assets ghcr.io/o/r:v1.0.0 /nonexistent
 expect "image-test: an unknown platform is refused" 1 "unknown platform" -- \
@@ -113,6 +121,26 @@ if grep -qx -- "cosign sign --yes $legacy --key env://COSIGN_PRIVATE_KEY $IREF" 
 else
 	fail "sign: key path: $(grep -- --key "$REL_LOG")"
 fi
+# Rehearsal mode: the same sign step with the per-run key, never keyless.
+LREF="localhost:5000/org/repo@sha256:$(printf '%064d' 0 | tr 0 b)"
+: >"$REL_LOG"
+expect "sign (rehearsal): an image outside the rehearsal's registry is refused" 1 "signs only images in localhost:5000" -- \
+	sign REHEARSAL_REGISTRY=localhost:5000 COSIGN_PRIVATE_KEY=x
+env PATH="$rel/bin:$PATH" REHEARSAL_REGISTRY=localhost:5000 COSIGN_PRIVATE_KEY=x \
+	scripts/workflows/release.sh sign "$LREF" "$rel/dist" >/dev/null 2>&1 || true
+bundle_key='--new-bundle-format=true --use-signing-config=false --key env://COSIGN_PRIVATE_KEY'
+if grep -qx -- "cosign sign --yes $legacy --key env://COSIGN_PRIVATE_KEY $LREF" "$REL_LOG" &&
+	grep -qx -- "cosign sign --yes $bundle_key $LREF" "$REL_LOG" &&
+	[[ "$(grep -c -- "^cosign attest --yes $bundle_key --type cyclonedx " "$REL_LOG")" == 2 ]] &&
+	! grep -q -- "--use-signing-config=true" "$REL_LOG" &&
+	[[ "$(grep -c -- "^cosign sign-blob --yes --key env://COSIGN_PRIVATE_KEY --use-signing-config=false --bundle " "$REL_LOG")" == \
+		"$(grep -c '^cosign sign-blob' "$REL_LOG")" ]] && grep -q '^cosign sign-blob' "$REL_LOG"; then
+	ok "sign (rehearsal): both formats and every asset with the per-run key, nothing keyless, no signing config"
+else
+	fail "sign (rehearsal): cosign was asked: $(cat "$REL_LOG")"
+fi
+rm -f "$rel/dist"/*.sigstore.json
+(cd "$rel/dist" && rm -f SHA256SUMS && sha256sum -- * >SHA256SUMS)
 for f in "$rel/dist"/*; do [[ "$f" == *.sigstore.json ]] || touch "$f.sigstore.json"; done
 # cosign/verify of the real tree with the recorder on PATH: version + all checks.
 cat >>"$rel/bin/cosign" <<'EOF'
@@ -149,6 +177,24 @@ expect "verify-signed: an asset missing from SHA256SUMS stops the release" 1 "no
 rm "$rel/dist/unlisted.txt"* "$rel/dist/wordcount-$version-aarch64-unknown-linux-musl"*
 (cd "$rel/dist" && rm SHA256SUMS && sha256sum -- * >SHA256SUMS)
 expect "verify-signed: a release without the arm64 binary stops" 1 "no wordcount-$version-aarch64-unknown-linux-musl" -- vs
+# verify-rehearsal: cosign/verify --key for each format, assets against the key.
+vr() { env PATH="$rel/bin:$PATH" REHEARSAL_REGISTRY=localhost:5000 "$@" scripts/workflows/release.sh verify-rehearsal "$LREF" "$rel/dist" "$rel/k.pub"; }
+(cd "$rel/dist" && rm SHA256SUMS && sha256sum -- * >SHA256SUMS)
+scripts/workflows/release.sh manifests "$LREF" "$rel/dist" >/dev/null 2>&1
+touch "$rel/dist/SHA256SUMS.sigstore.json" "$rel/dist/wordcount-$version-manifests.yaml.sigstore.json" "$rel/k.pub"
+: >"$REL_LOG"
+expect "verify-rehearsal: image (each format) and every asset against the per-run key" 0 "rehearsal of $LREF verified" -- vr
+if grep -q -- "^cosign verify --new-bundle-format=true --key $rel/k.pub --offline --allow-http-registry\|^cosign verify --new-bundle-format=true --allow-http-registry --key $rel/k.pub --offline" "$REL_LOG" &&
+	grep -q -- "^cosign verify --new-bundle-format=false .*--key $rel/k.pub" "$REL_LOG" &&
+	[[ "$(grep -c -- "^cosign verify-blob --bundle .* --key $rel/k.pub " "$REL_LOG")" == "$(find "$rel/dist" -type f ! -name '*.sigstore.json' | wc -l)" ]] &&
+	! grep -q -- "--certificate-identity" "$REL_LOG"; then
+	ok "verify-rehearsal: both formats and every asset checked against the key, no keyless identity"
+else
+	fail "verify-rehearsal: asked: $(cat "$REL_LOG")"
+fi
+expect "verify-rehearsal: an asset its key did not sign stops the rehearsal" 1 "does not verify for the key $rel/k.pub" -- vr REL_REFUSE=verify-blob
+expect "verify-rehearsal: outside rehearsal mode it refuses to run" 1 "rehearsal mode only" -- \
+	env PATH="$rel/bin:$PATH" scripts/workflows/release.sh verify-rehearsal "$LREF" "$rel/dist" "$rel/k.pub"
 rm -rf "$rel"
 
 # --- deploy-step.sh resolve / apply -------------------------------------------
