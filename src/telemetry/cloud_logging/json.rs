@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn strings_are_written_as_serde_json_writes_them() {
-        for s in ["", "request", "a\"b", "back\\slash", "tab\tnew\nline\r", "\u{0}\u{1f}\u{7f}", "é ü \u{202e} 🦀"] {
+        for s in ["", "request", "a\"b", "back\\slash", "tab\tnew\nline\r", "\u{0}\u{1f}\u{7f}", "é ü \u{202e} 🦀"]
+        {
             let (ours, serde) = both(&[("k", s), (s, "v")]);
             assert_eq!(ours, serde, "for {s:?}");
         }
