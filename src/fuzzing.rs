@@ -51,7 +51,8 @@ pub fn json_object_agrees_with_serde_json(key: &str, value: &str) {
     object.str(value, key);
     object.text("text", format_args!("{key}{value:?}"));
     line.push(b'}');
-    let json = |s: &str| serde_json::to_string(s).expect("serialize");
+    // A string always serializes; were it not to, the comparison fails.
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let text = format!("{key}{value:?}");
     let expected = format!("{{{}:{},{}:{},\"text\":{}}}", json(key), json(value), json(value), json(key), json(&text));
     assert_eq!(String::from_utf8_lossy(&line), expected, "key {key:?}, value {value:?}");
