@@ -6,7 +6,8 @@
 Unchanged Cargo.toml/Cargo.lock must give byte-identical files, so the
 committed SBOMs only change when the dependency tree does:
 * the checkout's absolute path (in bom-refs, SPDX ids, download locations)
-  becomes "." -- the same tree cloned elsewhere gives the same SBOM;
+  becomes "." -- the same tree cloned elsewhere, under any directory name,
+  gives the same SBOM;
 * timestamps become the epoch; CycloneDX serialNumber is dropped (optional in
   the spec; a random UUID per run would make every regeneration a diff); the
   SPDX documentNamespace (required, unique per document) is derived from the
@@ -32,6 +33,7 @@ need (validate-sbom.py checks them):
 import argparse
 import hashlib
 import json
+import re
 import sys
 
 import buildscope
@@ -43,8 +45,15 @@ REGISTRY = "registry+https://github.com/rust-lang/crates.io-index"
 CRATES_IO = {"name": "crates.io", "url": ["https://crates.io"]}
 
 
+# cargo names a path package path+file:///DIR#NAME@VERSION, but
+# path+file:///DIR#VERSION when DIR's last component is NAME (a clone into
+# wordcount/): the long form, so the checkout's name does not matter.
+SHORT_PATH_ID = re.compile(r"(path\+file://[^#\s]*/)([^/#\s]+)#(\d)")
+
+
 def replace_root(value, root):
     if isinstance(value, str):
+        value = SHORT_PATH_ID.sub(r"\1\2#\2@\3", value)
         return value.replace("file://" + root, "file://.").replace(root, ".")
     if isinstance(value, list):
         return [replace_root(v, root) for v in value]
