@@ -63,7 +63,7 @@ log "pushed $source_image as $ref"
 
 # The image SBOM and OpenVEX, as release.sh assets writes them (syft reads
 # the image's cargo-auditable data), then the manifests asset and SHA256SUMS.
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+version="$(cargo_version)"
 rm -rf "$state/dist" && mkdir -p "$state/dist"
 SYFT_CHECK_FOR_APP_UPDATE=false SYFT_REGISTRY_INSECURE_USE_HTTP=true "$(python_bin)/syft" scan "registry:$ref" --quiet \
 	-o "cyclonedx-json=$state/dist/wordcount-$version-image-linux-amd64.cdx.json"

@@ -24,7 +24,7 @@ cd "$ROOT"
 SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 created="$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)"
 revision="$(git rev-parse HEAD)"
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+version="$(cargo_version)"
 
 args=(
 	--build-arg "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH"

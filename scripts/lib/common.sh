@@ -17,6 +17,7 @@
 #   use_engine                 ENGINE and IMAGE for the container scripts
 #   play_args "$@"             MANIFEST_DIR IMAGE [WORD...] of the *-play.sh
 #   TAG_RE / DIGEST_REF_RE     a release tag, an image reference by digest
+#   cargo_version              the service's version, from Cargo.toml
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION / go_tool NAME ...
 #                              pinned installs
 
@@ -73,6 +74,8 @@ play_args() {
 readonly TAG_RE='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$' DIGEST_REF_RE='^[a-z0-9.:/_-]+@sha256:[0-9a-f]{64}$'
 
 _exit_hooks=()
+cargo_version() { sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/Cargo.toml" | head -1; }
+
 # A hook finds the script's exit status in $exit_status.
 _run_exit_hooks() {
 	# shellcheck disable=SC2034 # read by the hooks

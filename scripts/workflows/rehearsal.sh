@@ -61,7 +61,7 @@ cosign generate-key-pair --output-key-prefix "$key_dir/cosign" >/dev/null
 COSIGN_PRIVATE_KEY="$(cat "$key_dir/cosign.key")" scripts/workflows/release.sh sign "$ref" "$dir"
 scripts/workflows/release.sh verify-rehearsal "$ref" "$dir" "$key_dir/cosign.pub"
 if ((full)); then
-	version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+	version="$(cargo_version)"
 	for t in x86_64 aarch64; do
 		[[ -f "$dir/wordcount-$version-$t-unknown-linux-musl" ]] || die "no $t binary among the assets"
 	done

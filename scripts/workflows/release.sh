@@ -80,7 +80,6 @@ need_digest_ref() {
 need_tag() {
 	[[ "$1" =~ $TAG_RE ]] || die "tag $1 is not vMAJOR.MINOR.PATCH[-pre]"
 }
-cargo_version() { sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1; }
 
 # The identity Fulcio puts into certificates for WORKFLOW (a file under
 # .github/workflows/) of this repository at TAG: the one place that spells it.

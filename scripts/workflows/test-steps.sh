@@ -33,7 +33,7 @@ expect() {
 	fi
 }
 
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -1)"
+version="$(cargo_version)"
 export GITHUB_OUTPUT=/dev/null
 
 # --- release.sh meta ----------------------------------------------------------
