@@ -133,14 +133,14 @@ def main() -> None:
             elif self.host == API_HOST and parts[:1] == ["repos"] and parts[3:5] == ["releases", "tags"]:
                 self.release("/".join(parts[1:3]), "/".join(parts[5:]))
             elif self.host == API_HOST and parts[:1] == ["repos"] and parts[3:5] == ["releases", "assets"]:
-                path = assets.get(parts[5], "")
+                path = assets.get("/".join(parts[5:]), "")
                 if os.path.isfile(path):
                     with open(path, "rb") as f:
                         self.reply(200, f.read(), "application/octet-stream")
                 else:
                     self.reply(404, {"message": "Not Found"})
             elif self.host == API_HOST and parts[:1] == ["repos"] and parts[3:4] == ["attestations"]:
-                found = os.path.join(state, "attestations", parts[4])
+                found = os.path.join(state, "attestations", parts[4]) if len(parts) == 5 else ""
                 bundles = []
                 for name in sorted(os.listdir(found)) if os.path.isdir(found) else []:
                     with open(os.path.join(found, name)) as f:
