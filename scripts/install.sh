@@ -31,7 +31,10 @@
 #   podman         podman, runc, CNI plugins, catatonit, iproute2 (kube play)
 #   workflows      zizmor, yamllint; action-validator (chosen over actionlint:
 #                  PyPI only has forks' wheels of it and the upstream wrapper
-#                  downloads from GitHub); shellcheck
+#                  downloads from GitHub); shellcheck; for the step tests'
+#                  keyless journey docker-registry, openssl, curl, and cosign,
+#                  crane, Fulcio and gh built from the Go module proxy
+#                  (go_tool; minutes on a fresh machine)
 #   observability  promtool, amtool, prometheus-alertmanager unpacked from
 #                  Debian's packages (see install_observability); PyYAML
 #   cluster        etcd, kube-apiserver and kubectl built from the Go module
@@ -220,7 +223,11 @@ for group in "$@"; do
 	workflows)
 		python_bin >/dev/null
 		cargo_tool action-validator "$ACTION_VALIDATOR"
-		apt_install_missing shellcheck
+		apt_install_missing shellcheck docker-registry openssl curl
+		cosign_bin >/dev/null
+		go_tool crane "$CRANE" github.com/google/go-containerregistry/cmd/crane >/dev/null
+		go_tool fulcio "$FULCIO" github.com/sigstore/fulcio >/dev/null
+		go_tool gh "$GH" github.com/cli/cli/v2/cmd/gh >/dev/null
 		;;
 	observability) install_observability ;;
 	cluster)

@@ -11,6 +11,9 @@
     keyless-ca.py tsa CA_PREFIX PREFIX
         PREFIX.key, PREFIX.pem: a timestamping certificate (EKU timeStamping)
         for serve-tsa, standing in for a public timestamp authority.
+    keyless-ca.py tls CA_PREFIX PREFIX HOST...
+        PREFIX.key, PREFIX.pem: a TLS server certificate for HOSTs (what the
+        stand-in GitHub of scripts/deploy/github-stand-in.py serves).
     keyless-ca.py serve-tsa PREFIX CA_PREFIX PORT
         An RFC 3161 timestamp authority on 127.0.0.1:PORT: each POSTed
         request is answered by `openssl ts -reply`, signed by PREFIX.
@@ -87,21 +90,35 @@ def make_leaf(ca_prefix: str, public_key: str, out: str, identity: str, issuer: 
 
 
 def make_tsa(ca_prefix: str, prefix: str) -> None:
+    make_service_cert(ca_prefix, prefix, "test TSA", ExtendedKeyUsageOID.TIME_STAMPING, [])
+
+
+def make_tls(ca_prefix: str, prefix: str, hosts: list[str]) -> None:
+    make_service_cert(ca_prefix, prefix, hosts[0], ExtendedKeyUsageOID.SERVER_AUTH, hosts)
+
+
+def make_service_cert(ca_prefix: str, prefix: str, name: str, usage: x509.ObjectIdentifier,
+                      hosts: list[str]) -> None:
     with open(ca_prefix + ".key", "rb") as f:
         ca_key = serialization.load_pem_private_key(f.read(), None)
     with open(ca_prefix + ".pem", "rb") as f:
         ca = x509.load_pem_x509_certificate(f.read())
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test TSA")])).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=2))
-            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA384()))
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])).issuer_name(ca.subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + datetime.timedelta(hours=2))
+               .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                              critical=True)
+               .add_extension(x509.ExtendedKeyUsage([usage]), critical=True)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                              critical=False))
+    if hosts:
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]),
+                                        critical=False)
+    cert = builder.sign(ca_key, hashes.SHA384())
     write_pem(prefix + ".key", key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                  serialization.NoEncryption()))
     write_pem(prefix + ".pem", cert.public_bytes(serialization.Encoding.PEM))
@@ -152,6 +169,10 @@ def main() -> None:
     tsa = sub.add_parser("tsa")
     tsa.add_argument("ca_prefix")
     tsa.add_argument("prefix")
+    tls = sub.add_parser("tls")
+    tls.add_argument("ca_prefix")
+    tls.add_argument("prefix")
+    tls.add_argument("hosts", nargs="+")
     serve = sub.add_parser("serve-tsa")
     serve.add_argument("prefix")
     serve.add_argument("ca_prefix")
@@ -163,6 +184,8 @@ def main() -> None:
         make_leaf(a.ca_prefix, a.public_key, a.out, a.identity, a.issuer)
     elif a.cmd == "tsa":
         make_tsa(a.ca_prefix, a.prefix)
+    elif a.cmd == "tls":
+        make_tls(a.ca_prefix, a.prefix, a.hosts)
     else:
         serve_tsa(a.prefix, a.ca_prefix, a.port)
 

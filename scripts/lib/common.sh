@@ -20,6 +20,9 @@
 #   cargo_version              the service's version, from Cargo.toml
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION / go_tool NAME ...
 #                              pinned installs
+#   registry_test_tools / rehearsal_cosign / keyless_stand_ins DIR PORT
+#                              the signing tests' tools and trust roots
+#   wait_for CMD...            retries CMD for up to 20 s
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 # shellcheck source=scripts/tools.env
@@ -236,6 +239,124 @@ rehearsal_cosign() {
 	EOF
 	chmod +x "$dir/cosign"
 	export PATH="$dir:$PATH"
+}
+
+# wait_for CMD...: true once CMD succeeds, false after 20 s of failures.
+wait_for() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		"$@" 2>/dev/null && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# keyless_stand_ins DIR PORT: TEST ONLY, for the workflow step tests
+# (scripts/workflows/test-steps.sh), which sign and verify keylessly as the
+# release and deploy jobs do, with the real cosign, Fulcio and gh, where
+# neither sigstore.dev nor GitHub is reachable. Call registry_test_tools
+# first. Until the script exits, on 127.0.0.1, with a CA, a timestamping
+# and a TLS certificate made per run in DIR (scripts/deploy/keyless-ca.py):
+#   PORT      scripts/deploy/github-stand-in.py: the Actions ID-token
+#             endpoint, and as an HTTPS proxy GitHub's OIDC issuer (for
+#             Fulcio) and the release and attestation API (for gh)
+#   PORT+1    a timestamp authority (keyless-ca.py serve-tsa)
+#   PORT+2/3  the pinned Fulcio (HTTP/gRPC), issuing from the CA for GitHub
+#             workflow tokens, no CT log. (Its Prometheus listener has no
+#             host option: it takes a free port on every interface.)
+# Then it exports ACTIONS_ID_TOKEN_REQUEST_TOKEN (ACTIONS_ID_TOKEN_REQUEST_URL
+# is per job: actions_token_url), as the runner does; COSIGN_TRUSTED_ROOT
+# (the CA and the TSA), COSIGN_INSECURE_IGNORE_TLOG and
+# COSIGN_INSECURE_IGNORE_SCT (no Rekor, no CT log), as keyless-test does;
+# and puts first on PATH
+#   cosign  the pinned cosign; for sign, attest, sign-blob and attest-blob
+#           with DIR/signing_config.json (this Fulcio and TSA, no Rekor)
+#           where --use-signing-config[=true] asks for sigstore.dev's, and
+#           with this Fulcio and no transparency log where
+#           --use-signing-config=false
+#   gh      the pinned gh, reaching api.github.com through the stand-in
+#           (HTTPS_PROXY, SSL_CERT_FILE = the CA, a dummy GH_TOKEN);
+#           `attestation verify` with --custom-trusted-root (the same root)
+# Every other argument passes through unchanged, so the scripts under test
+# run with exactly the flags they ship with.
+keyless_stand_ins() {
+	local dir=$1 port=$2 real fulcio gh
+	real="$(cosign_bin)"
+	fulcio="$(go_tool fulcio "$FULCIO" github.com/sigstore/fulcio)"
+	gh="$(go_tool gh "$GH" github.com/cli/cli/v2/cmd/gh)"
+	mkdir -p "$dir/bin" "$dir/gh"
+	"$py" scripts/deploy/keyless-ca.py ca "$dir/ca"
+	"$py" scripts/deploy/keyless-ca.py tsa "$dir/ca" "$dir/tsa"
+	"$py" scripts/deploy/keyless-ca.py tls "$dir/ca" "$dir/tls" token.actions.githubusercontent.com api.github.com
+	od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$dir/request-token"
+	"$py" scripts/deploy/github-stand-in.py "$port" "$dir" &
+	at_exit "kill $!"
+	"$py" scripts/deploy/keyless-ca.py serve-tsa "$dir/tsa" "$dir/ca" $((port + 1)) &
+	at_exit "kill $!"
+	# Fulcio reads the issuer's discovery document when it starts.
+	wait_for curl -sS -o /dev/null "http://127.0.0.1:$port/" || die "the GitHub stand-in did not start"
+	printf '{"OIDCIssuers": {"https://token.actions.githubusercontent.com": {"IssuerURL":
+		"https://token.actions.githubusercontent.com", "ClientID": "sigstore", "Type": "github-workflow"}}}\n' >"$dir/fulcio.json"
+	HTTPS_PROXY="http://127.0.0.1:$port" NO_PROXY='' SSL_CERT_FILE="$dir/ca.pem" "$fulcio" serve --log_type prod \
+		--ca fileca --fileca-cert "$dir/ca.pem" --fileca-key "$dir/ca.key" --fileca-key-passwd unencrypted \
+		--fileca-watch=false --ct-log-url '' --config-path "$dir/fulcio.json" --host 127.0.0.1 \
+		--port $((port + 2)) --grpc-host 127.0.0.1 --grpc-port $((port + 3)) --metrics-port 0 \
+		--legacy-unix-domain-socket "$dir/fulcio-legacy.sock" >"$dir/fulcio.log" 2>&1 &
+	at_exit "kill $!"
+	wait_for curl -fsS -o /dev/null "http://127.0.0.1:$((port + 2))/api/v2/configuration" ||
+		die "Fulcio did not start: $(tail -5 "$dir/fulcio.log")"
+	local start=2020-01-01T00:00:00Z
+	cat "$dir/tsa.pem" "$dir/ca.pem" >"$dir/tsa-chain.pem"
+	"$real" trusted-root create --out "$dir/trusted_root.json" \
+		--fulcio "url=http://127.0.0.1:$((port + 2)),certificate-chain=$dir/ca.pem" \
+		--tsa "url=http://127.0.0.1:$((port + 1)),certificate-chain=$dir/tsa-chain.pem" >/dev/null
+	# gh reads one trusted root per line.
+	"$py" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$dir/trusted_root.json" >"$dir/trusted_root.jsonl"
+	"$real" signing-config create --out "$dir/signing_config.json" \
+		--fulcio "url=http://127.0.0.1:$((port + 2)),api-version=1,start-time=$start,operator=test" \
+		--tsa "url=http://127.0.0.1:$((port + 1))/,api-version=1,start-time=$start,operator=test" --tsa-config ANY >/dev/null
+	cat >"$dir/bin/cosign" <<-EOF
+		#!/usr/bin/env bash
+		# TEST ONLY (scripts/lib/common.sh keyless_stand_ins): the test's Fulcio, TSA, no Rekor.
+		case "\$1" in
+		sign | attest | sign-blob | attest-blob) ;;
+		*) exec '$real' "\$@" ;;
+		esac
+		c=\$1 args=()
+		shift
+		for a; do
+			case "\$a" in
+			--use-signing-config=false) exec '$real' "\$c" --fulcio-url=http://127.0.0.1:$((port + 2)) --insecure-skip-verify=true --tlog-upload=false "\$@" ;;
+			--use-signing-config | --use-signing-config=true) ;;
+			*) args+=("\$a") ;;
+			esac
+		done
+		exec '$real' "\$c" --signing-config='$dir/signing_config.json' "\${args[@]}"
+	EOF
+	cat >"$dir/bin/gh" <<-EOF
+		#!/bin/sh
+		# TEST ONLY (scripts/lib/common.sh keyless_stand_ins): GitHub is the stand-in.
+		export HTTPS_PROXY=http://127.0.0.1:$port NO_PROXY='' SSL_CERT_FILE='$dir/ca.pem' GH_TOKEN=stand-in \
+			GH_CONFIG_DIR='$dir/gh' GH_NO_UPDATE_NOTIFIER=1 GH_PROMPT_DISABLED=1
+		if [ "\$1 \$2" = "attestation verify" ]; then
+			shift 2
+			exec '$gh' attestation verify --custom-trusted-root '$dir/trusted_root.jsonl' "\$@"
+		fi
+		exec '$gh' "\$@"
+	EOF
+	chmod +x "$dir/bin/cosign" "$dir/bin/gh"
+	ACTIONS_ID_TOKEN_REQUEST_TOKEN="$(cat "$dir/request-token")"
+	export PATH="$dir/bin:$PATH" COSIGN_TRUSTED_ROOT="$dir/trusted_root.json" COSIGN_INSECURE_IGNORE_TLOG=true \
+		COSIGN_INSECURE_IGNORE_SCT=true ACTIONS_ID_TOKEN_REQUEST_TOKEN
+	KEYLESS_TOKEN_ENDPOINT="http://127.0.0.1:$port/token"
+}
+
+# actions_token_url WORKFLOW REF: after keyless_stand_ins, the
+# ACTIONS_ID_TOKEN_REQUEST_URL of a job of WORKFLOW (a file under
+# .github/workflows/; release.yml runs, or calls, it) of $GITHUB_REPOSITORY
+# at REF.
+actions_token_url() {
+	printf '%s?repository=%s&ref=%s&workflow=%s&caller=release.yml' "$KEYLESS_TOKEN_ENDPOINT" "$GITHUB_REPOSITORY" "$2" "$1"
 }
 
 # python_bin: the bin directory of the project's one Python environment

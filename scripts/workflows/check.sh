@@ -33,7 +33,9 @@
 #   7 shellcheck       scripts/workflows/*.sh
 #   8 test-steps.sh    the release/deploy step scripts refuse bad tags, digests,
 #                      unverified images and assets, sign and verify what they
-#                      should, and promote only what they should
+#                      should, and promote only what they should (the real
+#                      cosign, Fulcio and gh against loopback stand-ins for
+#                      GitHub and sigstore.dev)
 # Checks 4 and 5 first prove they can fail: each must reject a known-bad file.
 set -euo pipefail
 # shellcheck source=scripts/lib/common.sh
