@@ -80,7 +80,7 @@ cat "$W/tsa.pem" "$W/fulcio.pem" >"$W/tsa-chain.pem"
 cosign trusted-root create --out "$W/trusted_root.json" \
 	--fulcio "url=https://fulcio.test.invalid,certificate-chain=$W/fulcio.pem" \
 	--tsa "url=http://127.0.0.1:$((port + 1)),certificate-chain=$W/tsa-chain.pem" >/dev/null
-GOFLAGS="-mod=readonly -buildvcs=false" nice -n 10 go -C tools/go/kyverno run ./sigstore-tuf "$W/tuf" "$W/trusted_root.json"
+GOFLAGS="-mod=readonly -buildvcs=false -trimpath" nice -n 10 go -C tools/go/kyverno run ./sigstore-tuf "$W/tuf" "$W/trusted_root.json"
 "$py" scripts/policy/for-test.py cosign/policy/policy-controller-keyless.yaml "$W/pc.yaml" \
 	--registry "$registry" --trust-root wordcount-test
 "$py" scripts/policy/for-test.py cosign/policy/kyverno-key.yaml "$W/kyverno-key.yaml" \
