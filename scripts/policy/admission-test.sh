@@ -3,7 +3,8 @@
 # by the engines themselves against images in a loopback registry.
 #
 #   policy-controller-keyless.yaml  policy-controller's own tester
-#   kyverno-key.yaml                the Kyverno CLI (kubectl-kyverno apply)
+#   kyverno-keyless.yaml            the Kyverno CLI (kubectl-kyverno apply)
+#   kyverno-key.yaml                the Kyverno CLI
 #
 # Each policy is the shipped file with only its trust root swapped, derived
 # per run by scripts/policy/for-test.py. The trust root is made per run: a
@@ -15,9 +16,13 @@
 # another identity (key), and an image signed without the SBOM attestation
 # — except where cosign/policy/README.md says a policy does not check that.
 #
-# kyverno-keyless.yaml is not evaluated: Kyverno's SigstoreBundle verifier
-# takes its trusted root only from Sigstore's TUF repository, so a private
-# CA cannot stand in for Fulcio (cosign/policy/README.md).
+# Kyverno's SigstoreBundle verifier (kyverno-keyless.yaml) reads its trust
+# root only as the TUF target trusted_root.json, from sigstore's TUF cache
+# in $TUF_ROOT: the test makes a TUF repository per run that serves the CA
+# and the timestamp authority, and runs the Kyverno CLI with TUF_ROOT set
+# (tools/go/kyverno/sigstore-tuf; nothing shipped names it). It also reads
+# only referrers listed with a Sigstore bundle artifactType, which cosign
+# does not write into a referrers fallback tag: see the rewrite below.
 #
 # Environment: ADMISSION_TEST_PORT (default 5058; the registry, and the
 # timestamp authority on the next port).
@@ -70,10 +75,18 @@ cat >"$W/trustroot.yaml" <<-YAML
 	        uri: http://127.0.0.1:$((port + 1))
 	        certChain: $(cat "$W/tsa.pem" "$W/fulcio.pem" | b64)
 YAML
+# The same trust root for Kyverno, as sigstore's TUF serves it.
+cat "$W/tsa.pem" "$W/fulcio.pem" >"$W/tsa-chain.pem"
+cosign trusted-root create --out "$W/trusted_root.json" \
+	--fulcio "url=https://fulcio.test.invalid,certificate-chain=$W/fulcio.pem" \
+	--tsa "url=http://127.0.0.1:$((port + 1)),certificate-chain=$W/tsa-chain.pem" >/dev/null
+GOFLAGS="-mod=readonly -buildvcs=false -trimpath" nice -n 10 go -C tools/go/kyverno run ./sigstore-tuf "$W/tuf" "$W/trusted_root.json"
 "$py" scripts/policy/for-test.py cosign/policy/policy-controller-keyless.yaml "$W/pc.yaml" \
 	--registry "$registry" --trust-root wordcount-test
 "$py" scripts/policy/for-test.py cosign/policy/kyverno-key.yaml "$W/kyverno-key.yaml" \
 	--registry "$registry" --public-key "$W/signer.pub"
+"$py" scripts/policy/for-test.py cosign/policy/kyverno-keyless.yaml "$W/kyverno-keyless.yaml" \
+	--registry "$registry"
 
 # quiet CMD...: CMD's output only when it fails.
 quiet() { "$@" >"$SCRATCH/quiet" 2>&1 || { cat "$SCRATCH/quiet" >&2; return 1; }; }
@@ -122,23 +135,28 @@ keyless "$no_sbom" "$identity" "${not_sbom[@]}"
 keyed "$no_sbom" "$W/signer.key"
 
 policy_controller() { "$tester" --policy "$W/pc.yaml" --trustroot "$W/trustroot.yaml" --log-level error --image "$1"; }
-kyverno_key() {
+# kyverno POLICY REF [FLAG...]: kubectl-kyverno apply of $W/POLICY.yaml to
+# a Pod of REF.
+kyverno() {
 	cat >"$W/pod.yaml" <<-YAML
 		apiVersion: v1
 		kind: Pod
 		metadata: {name: wordcount, namespace: wordcount}
 		spec:
-		  containers: [{name: wordcount, image: "$1"}]
+		  containers: [{name: wordcount, image: "$2"}]
 	YAML
 	# An image the policy does not match passes with nothing checked: admitted
 	# means its rules applied and passed, refused that they applied and
 	# failed; anything else (an error) is exit 2.
-	"$kyverno_cli" apply "$W/kyverno-key.yaml" --resource "$W/pod.yaml" --registry --remove-color >"$W/kyverno.out" 2>&1 || true
+	"$kyverno_cli" apply "$W/$1.yaml" --resource "$W/pod.yaml" --registry --remove-color "${@:3}" >"$W/kyverno.out" 2>&1 || true
 	cat "$W/kyverno.out"
 	if grep -qE 'pass: [1-9][0-9]*, fail: 0, warn: 0, error: 0' "$W/kyverno.out"; then return 0; fi
 	if grep -qE 'pass: 0, fail: [1-9][0-9]*, warn: 0, error: 0' "$W/kyverno.out"; then return 1; fi
 	return 2
 }
+# -v=4: Kyverno logs why each bundle failed to verify (the identity).
+kyverno_keyless() { TUF_ROOT="$W/tuf/cache" kyverno kyverno-keyless "$1" -v=4; }
+kyverno_key() { kyverno kyverno-key "$1"; }
 # verdict ENGINE CASE REF admit|REASON: admitted, or refused with the
 # engine's own REASON in its output (a refusal for another cause, say an
 # unreachable registry, fails the check).
@@ -158,6 +176,29 @@ verdict policy_controller "the release-signed image" "$release" admit
 verdict policy_controller "an unsigned image" "$unsigned" "no valid bundles exist"
 verdict policy_controller "an image signed by another identity" "$other_id" "expected SAN value"
 verdict policy_controller "an image signed without the SBOM attestation" "$no_sbom" "no matching attestations with type https://cyclonedx.org/bom"
+# Kyverno reads an image's bundles from its OCI referrers, here the fallback
+# tag sha256-<digest> (the loopback registry has no referrers API), and only
+# those whose descriptor there has a Sigstore bundle artifactType. cosign
+# v3.0.6 (go-containerregistry v0.21.3) writes the config's media type there
+# instead (application/vnd.oci.empty.v1+json), so each fallback index is
+# rewritten as a registry with the referrers API serves it: every
+# descriptor's artifactType is its manifest's (docs/supply-chain.md).
+for tag in $("$crane" ls --insecure "$repo" | grep -xE 'sha256-[0-9a-f]{64}'); do
+	"$crane" manifest --insecure "$repo:$tag" | "$py" -c '
+import json, subprocess, sys
+index = json.load(sys.stdin)
+for d in index["manifests"]:
+    m = json.loads(subprocess.check_output([sys.argv[1], "manifest", "--insecure", sys.argv[2] + "@" + d["digest"]]))
+    d["artifactType"] = m.get("artifactType", m["config"]["mediaType"])
+json.dump(index, sys.stdout)' "$crane" "$repo" | quiet "$crane" edit manifest --insecure "$repo:$tag"
+done
+# Only the attestation bundles here carry a timestamp (keyless() above), so
+# without a log they are the bundles that meet `attestors`; Kyverno counts
+# any bundle there (cosign/policy/README.md).
+verdict kyverno_keyless "the release-signed image" "$release" admit
+verdict kyverno_keyless "an unsigned image" "$unsigned" ".attestors[0].entries[0].keyless: sigstore bundle verification failed: no matching signatures found"
+verdict kyverno_keyless "an image signed by another identity" "$other_id" "no matching CertificateIdentity found, last error: expected SAN value to match regex"
+verdict kyverno_keyless "an image signed without the SBOM attestation" "$no_sbom" "image attestations verification failed, verifiedCount: 0, requiredCount: 1"
 verdict kyverno_key "the image signed with the release key" "$release" admit
 verdict kyverno_key "an unsigned image" "$unsigned" "no signatures found"
 verdict kyverno_key "an image signed by another key" "$other_id" "invalid signature when validating"

@@ -14,7 +14,13 @@ What changes, and nothing else (checked below, path by path):
     the same trustRootRef: the timestamp authority takes the log's place as
     the source of signing time, the one other way policy-controller accepts
     for bundles;
-  - Kyverno keys.publicKeys becomes the test's public key.
+  - Kyverno keys.publicKeys becomes the test's public key;
+  - Kyverno keyless entries get rekor.ignoreTlog: the test's bundles have no
+    transparency log entry; their signed timestamp (the test's timestamp
+    authority) is what Kyverno then requires as the source of signing time.
+    Their trust root (the private CA and the timestamp authority) is not in
+    the policy: Kyverno reads it from its TUF cache, which the test points
+    at a per-run repository (TUF_ROOT, tools/go/kyverno/sigstore-tuf).
 """
 
 import argparse
@@ -24,7 +30,7 @@ import sys
 import yaml
 
 ALLOWED = {"glob", "imageReferences", "url", "trustRootRef", "insecureIgnoreSCT", "ctlog", "rfc3161timestamp",
-           "publicKeys"}
+           "publicKeys", "ignoreTlog"}
 
 
 def derive(doc: dict, registry: str, trust_root: str | None, public_key: str | None) -> dict:
@@ -45,13 +51,15 @@ def derive(doc: dict, registry: str, trust_root: str | None, public_key: str | N
     for rule in spec["rules"]:
         for entry in rule["verifyImages"]:
             entry["imageReferences"] = [r.replace("ghcr.io/", registry + "/", 1) for r in entry["imageReferences"]]
-            for attestor in entry.get("attestors", []):
-                for e in attestor["entries"]:
-                    if "keys" in e:
-                        assert public_key, "a key entry needs --public-key"
-                        e["keys"]["publicKeys"] = open(public_key).read()
-                    else:
-                        sys.exit(f"{doc['metadata']['name']}: only key entries can take a test trust root here")
+            attestors = entry.get("attestors", []) + [a for t in entry.get("attestations", []) for a in t["attestors"]]
+            for e in (e for attestor in attestors for e in attestor["entries"]):
+                if "keys" in e:
+                    assert public_key, "a key entry needs --public-key"
+                    e["keys"]["publicKeys"] = open(public_key).read()
+                elif "keyless" in e:
+                    e["keyless"].setdefault("rekor", {})["ignoreTlog"] = True
+                else:
+                    sys.exit(f"{doc['metadata']['name']}: only key and keyless entries can take a test trust root here")
     return doc
 
 
