@@ -35,7 +35,7 @@ async fn serve(args: Config) -> ExitCode {
         Err(err) => return config_error(&err),
     };
     let gcp_project = (config.source.kind == SourceKind::BigQuery).then(|| config.bigquery.project.clone()).flatten();
-    let _telemetry = telemetry::init(config.server.log_format, gcp_project);
+    let _telemetry = telemetry::init(config.server.log_format, config.server.log_filter.clone(), gcp_project);
 
     let app = match wordcount::build(&config).await {
         Ok(app) => app,

@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{Layer, Registry};
 
 use crate::config::LogFormat;
 
@@ -37,10 +38,10 @@ pub struct Guard {
     _spans: Option<otel::Export>,
 }
 
-/// Installs the global subscriber. `gcp_project` turns trace ids into the
+/// Installs the global subscriber, logging what `filter` lets through
+/// (`RUST_LOG`). `gcp_project` turns trace ids into the
 /// `projects/P/traces/T` form Cloud Logging links to Cloud Trace.
-pub fn init(format: LogFormat, gcp_project: Option<String>) -> Guard {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(format: LogFormat, filter: Targets, gcp_project: Option<String>) -> Guard {
     // Lines go to stdout from a writer thread, so a request never waits for
     // the write(2). Blocking, not lossy: when stdout falls a full queue
     // behind, logging requests wait for it, so memory stays bounded, the
@@ -109,8 +110,10 @@ pub fn init_for_tests() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("debug"));
-            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+            let filter = std::env::var("RUST_LOG").ok().and_then(|f| f.parse().ok());
+            let filter = filter.unwrap_or_else(|| Targets::new().with_default(tracing::Level::DEBUG));
+            let logs = tracing_subscriber::fmt::layer().with_test_writer();
+            let _ = tracing_subscriber::registry().with(logs).with(filter).try_init();
         }
     });
 }

@@ -6,6 +6,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracing_subscriber::filter::Targets;
+
 use super::{MAX_SECONDS, MAX_WORD_CHARS};
 
 pub(super) type Parsed<T> = std::result::Result<T, String>;
@@ -27,6 +29,21 @@ pub(super) fn word(word: &str) -> Parsed<String> {
 /// variable (clap's own path parser refuses `DATA_FILE=` as a missing value).
 pub(super) fn path(s: &str) -> Parsed<PathBuf> {
     Ok(PathBuf::from(s))
+}
+
+/// `RUST_LOG`: a level, and levels per target. `EnvFilter`'s span and field
+/// directives (`[span{field=value}]`) are refused rather than taken for
+/// target names that never match.
+pub(super) fn log_filter(s: &str) -> Parsed<Targets> {
+    if s.trim().is_empty() {
+        return Err("must not be empty (unset, it is info)".into());
+    }
+    if s.contains(['[', ']', '{', '}']) {
+        return Err(format!(
+            "{s:?}: span and field directives are not supported, only LEVEL and TARGET=LEVEL, comma-separated"
+        ));
+    }
+    s.parse().map_err(|e| format!("{s:?}: {e}"))
 }
 
 pub(super) fn port(s: &str) -> Parsed<u16> {
