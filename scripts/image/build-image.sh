@@ -57,9 +57,10 @@ else
 	[[ -s "$stage/ca-certificates.crt" ]] || { echo "build-image: no CA certificates found (apt ca-certificates)" >&2; exit 1; }
 	# The licence notices of the crates in this binary (its gnu target).
 	scripts/supply-chain/licence-notices.sh x86_64-unknown-linux-gnu "$stage/THIRD-PARTY.html"
+	gzip -9nf "$stage/THIRD-PARTY.html"
 	chmod 0755 "$stage/wordcount"
-	chmod 0644 "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html"
-	touch -d "@$SOURCE_DATE_EPOCH" "$stage/wordcount" "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html"
+	chmod 0644 "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html.gz"
+	touch -d "@$SOURCE_DATE_EPOCH" "$stage/wordcount" "$stage/ca-certificates.crt" "$stage/THIRD-PARTY.html.gz"
 	args+=(--build-arg BINARY_FROM=prebuilt)
 fi
 

@@ -142,7 +142,7 @@ for l in "${want_labels[@]}"; do
 	check "label ${l%%=*}" test "$(inspect "{{index .Config.Labels \"${l%%=*}\"}}")" = "${l#*=}"
 done
 
-NOTICES=licenses/THIRD-PARTY.html
+NOTICES=licenses/THIRD-PARTY.html.gz
 check "contents: exactly /wordcount, /etc/ssl/certs/ca-certificates.crt and /$NOTICES" python3 -c '
 import json, sys
 files = json.load(open(sys.argv[1]))["files"]
@@ -303,8 +303,8 @@ fi
 # The notices must name every crate the crate SBOM's required scope lists
 # (what the build compiles for the target, buildscope.py).
 check "/$NOTICES names every crate of sbom/'s required scope" python3 -c '
-import html, json, re, sys
-listed = {html.unescape(x) for x in re.findall(r"<li class=\"crate\">([^<]+)</li>", open(sys.argv[1], encoding="utf-8").read())}
+import gzip, html, json, re, sys
+listed = {html.unescape(x) for x in re.findall(r"<li class=\"crate\">([^<]+)</li>", gzip.open(sys.argv[1], "rt", encoding="utf-8").read())}
 required = {c["name"] + " " + c["version"] for c in json.load(open(sys.argv[2]))["components"] if c["scope"] == "required"}
 if required - listed:
     sys.exit(f"{len(required - listed)} crates without a notice: {sorted(required - listed)}")
@@ -331,8 +331,8 @@ json.dump(fig, open(sys.argv[4], "w"), indent=2)
 def line(name, value, unit, budget):
     mark = "within" if value is not None and value <= budget else "OVER"
     print(f"  {name:<34} {value} {unit}  (budget <= {budget} {unit}: {mark})")
-line("image size, uncompressed", fig["image_mib"], "MiB", 8)
-print(f"  {'  of which licence notices':<34} {fig['licence_notices_kib']} KiB (in the 8 MiB)")
+line("image size, uncompressed", fig["image_mib"], "MiB", 7.25)
+print(f"  {'  of which licence notices':<34} {fig['licence_notices_kib']} KiB (in the image)")
 line("idle RSS (median of 5, sample)", fig["idle_rss_mib"], "MiB", 10)
 line("start -> ready (median of 5)", fig["start_to_ready_ms_median"], "ms", 50)
 print(f"  {'start -> ready (max of 5)':<34} {fig['start_to_ready_ms_max']} ms")

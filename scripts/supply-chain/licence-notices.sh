@@ -5,7 +5,7 @@
 #
 #   licence-notices.sh TARGET OUT.html
 #
-# build-image.sh ships it in the image at /licenses/THIRD-PARTY.html (the
+# build-image.sh ships it gzipped in the image at /licenses/THIRD-PARTY.html.gz (the
 # Dockerfile's musl stage runs the same cargo-about command); the release
 # publishes it as an asset. about.toml's accepted licences must be deny.toml's.
 set -euo pipefail

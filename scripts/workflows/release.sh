@@ -163,7 +163,9 @@ cmd_assets() {
 		cid="$("$engine" create --platform "$platform" "$ref")"
 		"$engine" cp "$cid:/wordcount" "$bin"
 		# The licence notices shipped beside this binary in the image.
-		"$engine" cp "$cid:/licenses/THIRD-PARTY.html" "$dir/wordcount-$version-$triple-THIRD-PARTY.html"
+		"$engine" cp "$cid:/licenses/THIRD-PARTY.html.gz" "$dir/notices.gz"
+		gzip -dc "$dir/notices.gz" >"$dir/wordcount-$version-$triple-THIRD-PARTY.html"
+		rm "$dir/notices.gz"
 		"$engine" rm "$cid" >/dev/null
 		chmod 0755 "$bin"
 		if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
