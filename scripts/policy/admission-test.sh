@@ -103,7 +103,7 @@ image() {
 keyless() {
 	local ref=$1 id=$2 opts
 	ca leaf "$W/fulcio" "$W/signer.pub" "$W/cert.pem" --identity "$id" --issuer "$WORDCOUNT_OIDC_ISSUER"
-	opts=(--yes --key "$W/signer.key" --certificate "$W/cert.pem" --certificate-chain "$W/fulcio.pem"
+	opts=(--yes --key "$W/signer.key" --certificate "$W/cert.pem"
 		--tlog-upload=false --new-bundle-format=true --use-signing-config=false)
 	quiet cosign sign "${opts[@]}" "$ref"
 	quiet cosign attest "${opts[@]}" --timestamp-server-url "http://127.0.0.1:$((port + 1))/" \
