@@ -67,7 +67,7 @@ release() {
 	"$py" scripts/deploy/keyless-ca.py leaf "$W/$ca" "$W/signer.pub" "$d/cert.pem" --identity "$id" --issuer "$issuer"
 	printf '%s\n' "$case" >"$d/content" && tar -C "$d" -czf "$d/layer.tgz" content
 	ref="$("$crane" append --insecure -f "$d/layer.tgz" -t "$repo:$case" 2>/dev/null)"
-	local with_cert=(--yes --key "$W/signer.key" --certificate "$d/cert.pem" --certificate-chain "$W/$ca.pem"
+	local with_cert=(--yes --key "$W/signer.key" --certificate "$d/cert.pem"
 		--tlog-upload=false --use-signing-config=false)
 	for format in false true; do
 		quiet cosign sign "${with_cert[@]}" --new-bundle-format="$format" "$ref"

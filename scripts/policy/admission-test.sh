@@ -20,9 +20,7 @@
 # root only as the TUF target trusted_root.json, from sigstore's TUF cache
 # in $TUF_ROOT: the test makes a TUF repository per run that serves the CA
 # and the timestamp authority, and runs the Kyverno CLI with TUF_ROOT set
-# (tools/go/kyverno/sigstore-tuf; nothing shipped names it). It also reads
-# only referrers listed with a Sigstore bundle artifactType, which cosign
-# does not write into a referrers fallback tag: see the rewrite below.
+# (tools/go/kyverno/sigstore-tuf; nothing shipped names it).
 #
 # Environment: ADMISSION_TEST_PORT (default 5058; the registry, and the
 # timestamp authority on the next port).
@@ -97,17 +95,16 @@ image() {
 	"$crane" append --insecure -f "$W/layer.tgz" -t "$repo:$1" 2>/dev/null
 }
 # keyless REF IDENTITY TYPE PREDICATE: the release's bundle-format signature
-# and one attestation of TYPE (timestamped by the test's timestamp authority:
-# cosign v3.0.6 does not timestamp a key-signed image signature bundle) with
-# a certificate for IDENTITY, no transparency log.
+# and one attestation of TYPE, each with a certificate for IDENTITY and
+# timestamped by the test's timestamp authority, no transparency log.
 keyless() {
 	local ref=$1 id=$2 opts
 	ca leaf "$W/fulcio" "$W/signer.pub" "$W/cert.pem" --identity "$id" --issuer "$WORDCOUNT_OIDC_ISSUER"
-	opts=(--yes --key "$W/signer.key" --certificate "$W/cert.pem" --certificate-chain "$W/fulcio.pem"
+	opts=(--yes --key "$W/signer.key" --certificate "$W/cert.pem"
+		--timestamp-server-url "http://127.0.0.1:$((port + 1))/"
 		--tlog-upload=false --new-bundle-format=true --use-signing-config=false)
 	quiet cosign sign "${opts[@]}" "$ref"
-	quiet cosign attest "${opts[@]}" --timestamp-server-url "http://127.0.0.1:$((port + 1))/" \
-		--type "$3" --predicate "$4" "$ref"
+	quiet cosign attest "${opts[@]}" --type "$3" --predicate "$4" "$ref"
 }
 # keyed REF KEY [--with-sbom]: the key-based release signature (legacy format).
 keyed() {
@@ -176,25 +173,6 @@ verdict policy_controller "the release-signed image" "$release" admit
 verdict policy_controller "an unsigned image" "$unsigned" "no valid bundles exist"
 verdict policy_controller "an image signed by another identity" "$other_id" "expected SAN value"
 verdict policy_controller "an image signed without the SBOM attestation" "$no_sbom" "no matching attestations with type https://cyclonedx.org/bom"
-# Kyverno reads an image's bundles from its OCI referrers, here the fallback
-# tag sha256-<digest> (the loopback registry has no referrers API), and only
-# those whose descriptor there has a Sigstore bundle artifactType. cosign
-# v3.0.6 (go-containerregistry v0.21.3) writes the config's media type there
-# instead (application/vnd.oci.empty.v1+json), so each fallback index is
-# rewritten as a registry with the referrers API serves it: every
-# descriptor's artifactType is its manifest's (docs/supply-chain.md).
-for tag in $("$crane" ls --insecure "$repo" | grep -xE 'sha256-[0-9a-f]{64}'); do
-	"$crane" manifest --insecure "$repo:$tag" | "$py" -c '
-import json, subprocess, sys
-index = json.load(sys.stdin)
-for d in index["manifests"]:
-    m = json.loads(subprocess.check_output([sys.argv[1], "manifest", "--insecure", sys.argv[2] + "@" + d["digest"]]))
-    d["artifactType"] = m.get("artifactType", m["config"]["mediaType"])
-json.dump(index, sys.stdout)' "$crane" "$repo" | quiet "$crane" edit manifest --insecure "$repo:$tag"
-done
-# Only the attestation bundles here carry a timestamp (keyless() above), so
-# without a log they are the bundles that meet `attestors`; Kyverno counts
-# any bundle there (cosign/policy/README.md).
 verdict kyverno_keyless "the release-signed image" "$release" admit
 verdict kyverno_keyless "an unsigned image" "$unsigned" ".attestors[0].entries[0].keyless: sigstore bundle verification failed: no matching signatures found"
 verdict kyverno_keyless "an image signed by another identity" "$other_id" "no matching CertificateIdentity found, last error: expected SAN value to match regex"

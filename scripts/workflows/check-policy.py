@@ -23,8 +23,8 @@ would otherwise check by eye in every workflow change:
       Makefile, every script is in the repository and executable (git mode
       100755), so a workflow cannot call an entry point that was renamed
   P11 cosign is pinned: every sigstore/cosign-installer step sets
-      `cosign-release: vX.Y.Z` at v3.0.6 or newer (the installer's default
-      moves with its own version; older cosign lacks verification fixes)
+      `cosign-release:` to the version of COSIGN in scripts/tools.env (the
+      installer's default moves with its own version; the tests run that pin)
   P12 the release journey (release.yml): the image is built for linux/amd64
       and linux/arm64 in one push, and each platform's image is checked; the
       assets (binaries, SBOMs, manifests, SHA256SUMS) are built, then signed
@@ -60,10 +60,10 @@ WRITE_SCOPES = {"contents", "packages", "attestations", "deployments", "id-token
 SENSITIVE_WRITES = WRITE_SCOPES - {"security-events"}
 ENTRY_POINT = re.compile(r"^(make|scripts/|cosign/)")
 CACHE_ACTIONS = ("actions/cache", "swatinem/rust-cache")
-MIN_COSIGN = (3, 0, 6)
 PLATFORMS = {"linux/amd64", "linux/arm64"}
 ROOT = Path(__file__).resolve().parents[2]
 PROVENANCE = "actions/attest-build-provenance"
+COSIGN = re.search(r"^COSIGN=\S+@(v\S+)$", (ROOT / "scripts/tools.env").read_text(encoding="utf-8"), re.M)[1]
 
 
 class Loader(yaml.SafeLoader):
@@ -209,9 +209,8 @@ def check_workflow(doc: object, name: str, root: Path | None = None,
                 err("P13", swhere, "build provenance must be signed in a reusable workflow (on: workflow_call only), "
                     "or it names the calling workflow and is SLSA Build Level 2")
             if act == "sigstore/cosign-installer":
-                m = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", str(w.get("cosign-release", "")))
-                if not m or tuple(map(int, m.groups())) < MIN_COSIGN:
-                    err("P11", swhere, f"cosign-release must pin cosign v3.0.6 or newer, found {w.get('cosign-release')!r}")
+                if w.get("cosign-release") != COSIGN:
+                    err("P11", swhere, f"cosign-release must be {COSIGN} (scripts/tools.env), found {w.get('cosign-release')!r}")
     if is_release:
         flat = flatten(jobs, local_workflows(jobs, root or ROOT, called))
         errs += [f"{name}: jobs: P12: {e}" for e in release_journey_errors(flat)]

@@ -16,7 +16,7 @@
 #   3 check-policy.py  the house rules (permissions, timeouts, harden-runner,
 #                      persist-credentials, no pull_request_target, concurrency,
 #                      env-only interpolation, entry points only and existing,
-#                      no release cache, cosign pinned >= v3.0.6, the release
+#                      no release cache, cosign pinned as in tools.env, the release
 #                      journey: both platforms built and checked, assets
 #                      signed, verified with the exact tag before publishing,
 #                      the follow-up pull request; SLSA Build L3: provenance

@@ -12,7 +12,7 @@
 #   deploy-step.sh         which releases may be deployed, and where to: only
 #                          through the release's signed, summed manifests
 #                          asset, with the exact identity of its tag
-# With the real tools: cosign v3.0.6 signs and verifies, Fulcio issues the
+# With the real tools: cosign v3.1.3 signs and verifies, Fulcio issues the
 # certificates, gh runs `attestation verify` and `release download`, images
 # live in a loopback registry. What GitHub and sigstore.dev would provide is
 # stood in for on 127.0.0.1 by keyless_stand_ins (scripts/lib/common.sh):

@@ -188,7 +188,7 @@ class ReleaseJourney(unittest.TestCase):
             self.assertEqual(self.rules(doc, name), ["P11"])
             st["with"]["cosign-release"] = "v3.0.5"
             self.assertEqual(self.rules(doc, name), ["P11"])
-            st["with"]["cosign-release"] = "v3.1.0"
+            st["with"]["cosign-release"] = cp.COSIGN
             self.assertEqual(self.rules(doc, name), [])
 
     def test_p12_both_platforms_built(self):
