@@ -33,10 +33,8 @@ source cosign/identity.env
 
 registry_test_tools
 
-export REGISTRY_PORT="${KEYLESS_TEST_REGISTRY_PORT:-5056}" REGISTRY_STATE_DIR="$SCRATCH/registry"
-scripts/deploy/registry.sh start
-at_exit scripts/deploy/registry.sh stop
-repo="$(scripts/deploy/registry.sh addr)/wordcount"
+test_registry "${KEYLESS_TEST_REGISTRY_PORT:-5056}"
+repo="$registry/wordcount"
 
 W="$SCRATCH/keyless"
 mkdir -p "$W"

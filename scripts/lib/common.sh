@@ -20,8 +20,8 @@
 #   cargo_version              the service's version, from Cargo.toml
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION / go_tool NAME ...
 #                              pinned installs
-#   registry_test_tools / rehearsal_cosign / keyless_stand_ins DIR PORT
-#                              the signing tests' tools and trust roots
+#   registry_test_tools / test_registry PORT / rehearsal_cosign /
+#   keyless_stand_ins DIR PORT the signing tests' tools, registry and trust roots
 #   wait_for CMD...            retries CMD for up to 20 s
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -211,6 +211,17 @@ registry_test_tools() {
 	# shellcheck disable=SC2034 # read by the caller
 	py="$(python_bin)/python"
 	apt_install_missing docker-registry openssl
+}
+
+# test_registry PORT: a loopback registry (scripts/deploy/registry.sh) on
+# PORT with its state in this run's scratch directory, stopped when the
+# script exits; its address in $registry.
+test_registry() {
+	export REGISTRY_PORT=$1 REGISTRY_STATE_DIR="$SCRATCH/registry"
+	scripts/deploy/registry.sh start
+	at_exit "scripts/deploy/registry.sh stop >/dev/null 2>&1"
+	# shellcheck disable=SC2034 # read by the caller
+	registry="$(scripts/deploy/registry.sh addr)"
 }
 
 # rehearsal_cosign: TEST ONLY, for the rehearsals (make signing-test,

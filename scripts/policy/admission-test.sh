@@ -36,10 +36,7 @@ tester="$(go_tool tester "$POLICY_CONTROLLER" tools/go/policy-tester)"
 kyverno_cli="$(go_tool kubectl-kyverno "$KYVERNO" tools/go/kyverno)"
 
 port="${ADMISSION_TEST_PORT:-5058}"
-export REGISTRY_PORT="$port" REGISTRY_STATE_DIR="$SCRATCH/registry"
-scripts/deploy/registry.sh start
-at_exit scripts/deploy/registry.sh stop
-registry="$(scripts/deploy/registry.sh addr)"
+test_registry "$port"
 repo="$registry/${WORDCOUNT_IMAGE_REPOSITORY#*/}"
 
 W="$SCRATCH/admission"

@@ -16,14 +16,11 @@ cd "$ROOT"
 
 apt_install_missing skopeo docker-registry curl
 cosign="$(cosign_bin)"
-export REGISTRY_PORT="${REGISTRY_PORT:-5057}" REGISTRY_STATE_DIR="$SCRATCH/registry"
-scripts/deploy/registry.sh start
-at_exit "scripts/deploy/registry.sh stop >/dev/null 2>&1"
-addr="$(scripts/deploy/registry.sh addr)"
+test_registry "${REGISTRY_PORT:-5057}"
 
 if [[ "$ENGINE" == docker ]]; then src="docker-daemon:$IMAGE"; else src="containers-storage:$IMAGE"; fi
-skopeo copy --quiet --dest-tls-verify=false --digestfile "$SCRATCH/digest" "$src" "docker://$addr/wordcount:vex"
-ref="$addr/wordcount@$(cat "$SCRATCH/digest")"
+skopeo copy --quiet --dest-tls-verify=false --digestfile "$SCRATCH/digest" "$src" "docker://$registry/wordcount:vex"
+ref="$registry/wordcount@$(cat "$SCRATCH/digest")"
 log "pushed $IMAGE as $ref"
 
 # The committed VEX has no statement (docs/supply-chain.md says why), so the

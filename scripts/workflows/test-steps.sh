@@ -86,10 +86,7 @@ expect "follow-up: a tag instead of a digest is refused" 1 "digests only" -- \
 # A loopback registry, and what keyless_stand_ins (scripts/lib/common.sh)
 # starts for the rest: the test's Fulcio, timestamp authority and GitHub.
 registry_test_tools
-export REGISTRY_PORT="${TEST_STEPS_PORT:-5060}" REGISTRY_STATE_DIR="$SCRATCH/registry"
-scripts/deploy/registry.sh start
-at_exit scripts/deploy/registry.sh stop
-registry="$(scripts/deploy/registry.sh addr)"
+test_registry "${TEST_STEPS_PORT:-5060}"
 K="$SCRATCH/keyless"
 keyless_stand_ins "$K" $((REGISTRY_PORT + 1))
 export GITHUB_REPOSITORY=Org/Repo WORDCOUNT_GITHUB_REPOSITORY=Org/Repo COSIGN_PASSWORD=''
