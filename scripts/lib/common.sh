@@ -224,6 +224,17 @@ test_registry() {
 	registry="$(scripts/deploy/registry.sh addr)"
 }
 
+# test_trusted_root OUT FULCIO_URL CA TSA_URL TSA: TEST ONLY. cosign's
+# trusted root (OUT.json, with OUT-tsa-chain.pem) for a per-run CA standing
+# in for Fulcio (CA.pem) and a timestamp authority whose certificate that CA
+# issued (TSA.pem; its chain runs up to the CA). Needs cosign on PATH
+# (registry_test_tools).
+test_trusted_root() {
+	cat "$5.pem" "$3.pem" >"$1-tsa-chain.pem"
+	cosign trusted-root create --out "$1.json" --fulcio "url=$2,certificate-chain=$3.pem" \
+		--tsa "url=$4,certificate-chain=$1-tsa-chain.pem" >/dev/null
+}
+
 # rehearsal_cosign: TEST ONLY, for the rehearsals (make signing-test,
 # local-release, mock-prod, release-rehearsal), which must write nothing to
 # Rekor. Puts first on PATH a `cosign` that runs $COSIGN_BIN (a path, or a
@@ -317,10 +328,7 @@ keyless_stand_ins() {
 	wait_for curl -fsS -o /dev/null "http://127.0.0.1:$((port + 2))/api/v2/configuration" ||
 		die "Fulcio did not start: $(tail -5 "$dir/fulcio.log")"
 	local start=2020-01-01T00:00:00Z
-	cat "$dir/tsa.pem" "$dir/ca.pem" >"$dir/tsa-chain.pem"
-	"$real" trusted-root create --out "$dir/trusted_root.json" \
-		--fulcio "url=http://127.0.0.1:$((port + 2)),certificate-chain=$dir/ca.pem" \
-		--tsa "url=http://127.0.0.1:$((port + 1)),certificate-chain=$dir/tsa-chain.pem" >/dev/null
+	test_trusted_root "$dir/trusted_root" "http://127.0.0.1:$((port + 2))" "$dir/ca" "http://127.0.0.1:$((port + 1))" "$dir/tsa"
 	# gh reads one trusted root per line.
 	"$py" -c 'import json, sys; print(json.dumps(json.load(open(sys.argv[1]))))' "$dir/trusted_root.json" >"$dir/trusted_root.jsonl"
 	"$real" signing-config create --out "$dir/signing_config.json" \

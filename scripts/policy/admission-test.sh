@@ -71,10 +71,7 @@ cat >"$W/trustroot.yaml" <<-YAML
 	        certChain: $(cat "$W/tsa.pem" "$W/fulcio.pem" | b64)
 YAML
 # The same trust root for Kyverno, as sigstore's TUF serves it.
-cat "$W/tsa.pem" "$W/fulcio.pem" >"$W/tsa-chain.pem"
-cosign trusted-root create --out "$W/trusted_root.json" \
-	--fulcio "url=https://fulcio.test.invalid,certificate-chain=$W/fulcio.pem" \
-	--tsa "url=http://127.0.0.1:$((port + 1)),certificate-chain=$W/tsa-chain.pem" >/dev/null
+test_trusted_root "$W/trusted_root" https://fulcio.test.invalid "$W/fulcio" "http://127.0.0.1:$((port + 1))" "$W/tsa"
 GOFLAGS="-mod=readonly -buildvcs=false -trimpath" nice -n 10 go -C tools/go/kyverno run ./sigstore-tuf "$W/tuf" "$W/trusted_root.json"
 "$py" scripts/policy/for-test.py cosign/policy/policy-controller-keyless.yaml "$W/pc.yaml" \
 	--registry "$registry" --trust-root wordcount-test
