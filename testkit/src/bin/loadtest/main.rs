@@ -271,12 +271,17 @@ impl Conn {
         !self.sender.is_closed() && self.sender.ready().await.is_ok()
     }
 
-    async fn get(&mut self, path: &str) -> Result<Answer, Failure> {
+    /// `GET path` on this connection: the response head, its body to read.
+    async fn send(&mut self, path: &str) -> hyper::Result<hyper::Response<hyper::body::Incoming>> {
         let request = hyper::Request::get(path)
             .header(hyper::header::HOST, "127.0.0.1")
             .body(Empty::new())
             .expect("a valid request");
-        let response = self.sender.send_request(request).await.map_err(Failure::BeforeResponse)?;
+        self.sender.send_request(request).await
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Answer, Failure> {
+        let response = self.send(path).await.map_err(Failure::BeforeResponse)?;
         let status = response.status().as_u16();
         let stale = response.headers().get("x-data-stale").is_some_and(|v| v == "true");
         response.into_body().collect().await.map_err(|_| Failure::InBody)?;
@@ -306,11 +311,7 @@ impl std::fmt::Display for Failure {
 async fn get_once(port: u16, path: &str, limit: Duration) -> Result<(u16, String), String> {
     let attempt = async {
         let mut conn = connect(port).await?;
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, "127.0.0.1")
-            .body(Empty::new())
-            .expect("a valid request");
-        let response = conn.sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let response = conn.send(path).await.map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
