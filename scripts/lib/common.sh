@@ -20,8 +20,10 @@
 #   cargo_version              the service's version, from Cargo.toml
 #   apt_install_missing PKG... / cargo_tool CRATE VERSION / go_tool NAME ...
 #                              pinned installs
-#   registry_test_tools / test_registry PORT / rehearsal_cosign /
-#   keyless_stand_ins DIR PORT the signing tests' tools, registry and trust roots
+#   registry_test_tools / test_registry PORT / test_image REPO NAME /
+#   test_trusted_root ... / rehearsal_cosign / keyless_stand_ins DIR PORT
+#                              the signing tests' tools, registry, images
+#                              and trust roots
 #   wait_for CMD...            retries CMD for up to 20 s
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -222,6 +224,16 @@ test_registry() {
 	at_exit "scripts/deploy/registry.sh stop >/dev/null 2>&1"
 	# shellcheck disable=SC2034 # read by the caller
 	registry="$(scripts/deploy/registry.sh addr)"
+}
+
+# test_image REPO NAME: a new image REPO:NAME in a loopback registry, one
+# layer whose content is NAME, so each NAME has its own digest; prints
+# REPO@DIGEST. After registry_test_tools.
+test_image() {
+	local d
+	d="$(mktemp -d -p "$SCRATCH")"
+	printf '%s\n' "$2" >"$d/content" && tar -C "$d" -czf "$d/layer.tgz" content
+	"$crane" append --insecure -f "$d/layer.tgz" -t "$1:$2" 2>/dev/null
 }
 
 # test_trusted_root OUT FULCIO_URL CA TSA_URL TSA: TEST ONLY. cosign's

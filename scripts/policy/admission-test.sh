@@ -84,10 +84,7 @@ GOFLAGS="-mod=readonly -buildvcs=false -trimpath" nice -n 10 go -C tools/go/kyve
 quiet() { "$@" >"$SCRATCH/quiet" 2>&1 || { cat "$SCRATCH/quiet" >&2; return 1; }; }
 
 # image CASE: a new image in the loopback registry -> prints REPO@DIGEST.
-image() {
-	printf '%s\n' "$1" >"$W/content" && tar -C "$W" -czf "$W/layer.tgz" content
-	"$crane" append --insecure -f "$W/layer.tgz" -t "$repo:$1" 2>/dev/null
-}
+image() { test_image "$repo" "$1"; }
 # keyless REF IDENTITY TYPE PREDICATE: the release's bundle-format signature
 # and one attestation of TYPE, each with a certificate for IDENTITY and
 # timestamped by the test's timestamp authority, no transparency log.
