@@ -4,8 +4,9 @@
 //! Google Cloud Logging reads from a container's output
 //! (`telemetry/cloud_logging.rs`), written by a thread of their own.
 //! `LOG_FORMAT=text` gives the usual human-readable lines for a terminal. The access log (one line
-//! per request, [`log_access`]) is an event like any other. Spans are
-//! exported only by a build with the `otel` feature (`telemetry/otel.rs`).
+//! per request, [`log_access`]) follows `RUST_LOG` like any other line; the
+//! JSON layer writes it straight from its fields. Spans are exported only
+//! by a build with the `otel` feature (`telemetry/otel.rs`).
 //!
 //! Tests stay silent unless `TEST_LOG` is set ([`init_for_tests`]).
 
@@ -13,7 +14,7 @@ use std::io;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
+use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -73,6 +74,9 @@ pub fn init(format: LogFormat, filter: Targets, gcp_project: Option<String>) -> 
     }
 }
 
+/// The target of access lines, which `RUST_LOG` directives select them by.
+const ACCESS_TARGET: &str = "wordcount::routes";
+
 /// One answered request, as the access log records it.
 pub struct Access<'a> {
     pub request_id: &'a str,
@@ -85,23 +89,43 @@ pub struct Access<'a> {
     pub latency: Duration,
 }
 
+impl Access<'_> {
+    /// Milliseconds to the microsecond: all the precision that means anything.
+    fn latency_ms(&self) -> f64 {
+        self.latency.as_micros() as f64 / 1000.0
+    }
+}
+
 /// Logs one answered request (the access log: one INFO line per request,
-/// honouring `RUST_LOG` like any other line).
+/// honouring `RUST_LOG` like any other line). The JSON logs write it
+/// straight from its fields; otherwise, or inside a span (whose fields the
+/// line would carry), it is an event like any other.
 pub fn log_access(a: &Access<'_>) {
-    tracing::info!(
-        target: "wordcount::routes",
-        // A `&str` field, not a format string: no formatting machinery.
-        message = "request",
-        request_id = a.request_id,
-        trace_id = a.trace_id,
-        span_id = a.span_id,
-        method = a.method,
-        path = a.path,
-        route = a.route,
-        status = a.status,
-        // Milliseconds to the microsecond: all the precision that means anything.
-        latency_ms = a.latency.as_micros() as f64 / 1000.0,
-    );
+    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
+        return;
+    }
+    let written = tracing::dispatcher::get_default(|dispatch| match dispatch.downcast_ref::<GcpJson<NonBlocking>>() {
+        Some(json) if tracing::Span::current().is_none() => {
+            json.write_access(a);
+            true
+        }
+        _ => false,
+    });
+    if !written {
+        tracing::info!(
+            target: ACCESS_TARGET,
+            // A `&str` field, not a format string: no formatting machinery.
+            message = "request",
+            request_id = a.request_id,
+            trace_id = a.trace_id,
+            span_id = a.span_id,
+            method = a.method,
+            path = a.path,
+            route = a.route,
+            status = a.status,
+            latency_ms = a.latency_ms(),
+        );
+    }
 }
 
 /// Logging for tests: silent, or human-readable on the test writer when

@@ -22,6 +22,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use super::{ACCESS_TARGET, Access};
+
 pub(crate) mod json;
 
 /// Cloud Logging's JSON lines, written to `writer`.
@@ -51,10 +53,42 @@ where
         }
     }
 
-    /// Builds the line in this thread's buffer, reused from line to line (a
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        self.emit(|line| {
+            let meta = event.metadata();
+            let object = head(line, *meta.level(), meta.target());
+            self.write_fields(object, &ctx, event);
+        });
+    }
+}
+
+impl<W: for<'w> MakeWriter<'w>> GcpJson<W> {
+    /// The access line ([`crate::telemetry::log_access`]) straight from its
+    /// fields: byte for byte the line its event would give outside any span
+    /// (a test compares the two), without tracing's field visitor, and with
+    /// its keys known when compiling (docs/performance.md).
+    pub(crate) fn write_access(&self, a: &Access<'_>) {
+        self.emit(|line| {
+            let mut object = head(line, Level::INFO, ACCESS_TARGET);
+            object.str("message", "request");
+            object.str("request_id", a.request_id);
+            object.str("trace_id", a.trace_id);
+            self.trace(&mut object, a.trace_id);
+            object.str("span_id", a.span_id);
+            object.str(SPAN_ID_KEY, a.span_id);
+            object.str("method", a.method);
+            object.str("path", a.path);
+            object.str("route", a.route);
+            object.value("status", &a.status);
+            object.value("latency_ms", &a.latency_ms());
+            object.line.push(b'}');
+        });
+    }
+
+    /// Builds a line in this thread's buffer, reused from line to line (a
     /// line started while another is being built, because a field's `Debug`
     /// logged something itself, gets its own), and hands it over whole.
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn emit(&self, build: impl FnOnce(&mut Vec<u8>)) {
         thread_local! {
             static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
@@ -65,7 +99,7 @@ where
                 Err(_) => &mut own,
             };
             line.clear();
-            self.write_line(line, &ctx, event);
+            build(line);
             escape_invisible(line);
             line.push(b'\n');
             // Nowhere left to report a failed log write.
@@ -74,22 +108,26 @@ where
     }
 }
 
+/// Starts a line: `{"time":…,"severity":…,"target":…`.
+fn head<'l>(line: &'l mut Vec<u8>, level: Level, target: &str) -> json::Object<'l> {
+    line.extend_from_slice(b"{\"time\":\"");
+    // Digits and punctuation only: nothing to escape.
+    let _ = time::OffsetDateTime::now_utc().format_into(&mut *line, &Iso8601::<TIME>);
+    line.push(b'"');
+    let mut object = json::Object { line, empty: false };
+    object.str("severity", severity(level));
+    object.str("target", target);
+    object
+}
+
 impl<W> GcpJson<W> {
-    /// Keys are written base fields, then span fields (outermost first),
-    /// then the event's own, so with JSON's last-one-wins an event field
-    /// overrides a span field of the same name.
-    fn write_line<S>(&self, line: &mut Vec<u8>, ctx: &Context<'_, S>, event: &Event<'_>)
+    /// After the base fields, span fields (outermost first), then the
+    /// event's own, so with JSON's last-one-wins an event field overrides a
+    /// span field of the same name.
+    fn write_fields<S>(&self, mut object: json::Object<'_>, ctx: &Context<'_, S>, event: &Event<'_>)
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let meta = event.metadata();
-        line.extend_from_slice(b"{\"time\":\"");
-        // Digits and punctuation only: nothing to escape.
-        let _ = time::OffsetDateTime::now_utc().format_into(&mut *line, &Iso8601::<TIME>);
-        line.push(b'"');
-        let mut object = json::Object { line, empty: false };
-        object.str("severity", severity(*meta.level()));
-        object.str("target", meta.target());
         for span in ctx.event_scope(event).into_iter().flat_map(|scope| scope.from_root()) {
             if let Some(SpanFields(fields)) = span.extensions().get::<SpanFields>() {
                 fields.iter().for_each(|(key, value)| object.value(key, value));
@@ -101,6 +139,15 @@ impl<W> GcpJson<W> {
             fields.map.str("message", "");
         }
         fields.map.line.push(b'}');
+    }
+
+    /// `logging.googleapis.com/trace`, in the `projects/P/traces/T` form
+    /// when the project is known.
+    fn trace(&self, map: &mut impl Sink, trace_id: &str) {
+        match &self.project {
+            Some(project) => map.text(TRACE_KEY, format_args!("projects/{project}/traces/{trace_id}")),
+            None => map.str(TRACE_KEY, trace_id),
+        }
     }
 
     /// The fields `record` gives, as a span keeps them.
@@ -172,19 +219,10 @@ impl<W, M: Sink> Fields<'_, W, M> {
     fn string(&mut self, field: &Field, value: &str) {
         self.map.str(field.name(), value);
         match field.name() {
-            "trace_id" => self.trace(value),
+            "trace_id" => self.json.trace(&mut self.map, value),
             "span_id" => self.map.str(SPAN_ID_KEY, value),
             "message" => self.has_message = true,
             _ => {}
-        }
-    }
-
-    /// `logging.googleapis.com/trace`, in the `projects/P/traces/T` form
-    /// when the project is known.
-    fn trace(&mut self, trace_id: &str) {
-        match &self.json.project {
-            Some(project) => self.map.text(TRACE_KEY, format_args!("projects/{project}/traces/{trace_id}")),
-            None => self.map.str(TRACE_KEY, trace_id),
         }
     }
 }
@@ -261,7 +299,7 @@ mod tests {
     use std::time::Duration;
 
     use serde_json::Value;
-    use tracing_appender::non_blocking::NonBlockingBuilder;
+    use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -297,11 +335,14 @@ mod tests {
         }
     }
 
-    /// The JSON lines `log` writes, as text.
+    /// The JSON lines `log` writes, as text, through the writer thread as
+    /// in production (so the access log takes its own path).
     fn logged(project: Option<&str>, log: impl FnOnce()) -> String {
         let buffer = Buffer::default();
-        let json = GcpJson { project: project.map(str::to_owned), writer: buffer.clone() };
+        let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(buffer.clone());
+        let json = GcpJson { project: project.map(str::to_owned), writer };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(json), log);
+        drop(guard);
         buffer.text()
     }
 
@@ -433,7 +474,17 @@ mod tests {
         ];
         for project in [None, Some("my-project")] {
             for access in &accesses {
-                let text = logged(project, || log_access(access));
+                let text = logged(project, || {
+                    let direct =
+                        tracing::dispatcher::get_default(|d| d.downcast_ref::<GcpJson<NonBlocking>>().is_some());
+                    assert!(direct, "the access line is written by the JSON layer itself");
+                    log_access(access);
+                });
+                // Inside a span (one without fields), the access log is an
+                // ordinary event: byte for byte the same line.
+                let event = logged(project, || tracing::info_span!("outer").in_scope(|| log_access(access)));
+                let after_time = |line: &str| line.split_once("\",\"severity\":").expect(line).1.to_owned();
+                assert_eq!(after_time(&text), after_time(&event), "{text}");
                 let line: Value = serde_json::from_str(&text).expect(&text);
                 assert_eq!(line["severity"], "INFO");
                 assert_eq!(line["target"], "wordcount::routes");
