@@ -7,6 +7,9 @@
 //! (docs/performance.md). Nearly every string in a line needs no escape:
 //! [`needs_escape`] finds that eight bytes at a time, and the string is
 //! copied whole; a string that does need escaping is left to serde_json.
+//! The path to the copy is inlined (`#[inline(always)]`), so a key known
+//! when compiling, as all of the access line's are, is checked then and
+//! copied as a constant.
 
 use std::fmt;
 
@@ -20,6 +23,7 @@ pub(crate) struct Object<'a> {
 }
 
 impl Object<'_> {
+    #[inline(always)]
     pub(crate) fn str(&mut self, key: &str, value: &str) {
         self.key(key);
         string(self.line, value);
@@ -42,6 +46,7 @@ impl Object<'_> {
         let _ = serde_json::to_writer(&mut *self.line, value);
     }
 
+    #[inline(always)]
     fn key(&mut self, key: &str) {
         if !std::mem::take(&mut self.empty) {
             self.line.push(b',');
@@ -52,6 +57,7 @@ impl Object<'_> {
 }
 
 /// `s` as a JSON string.
+#[inline(always)]
 fn string(line: &mut Vec<u8>, s: &str) {
     line.push(b'"');
     fragment(line, s);
@@ -60,11 +66,19 @@ fn string(line: &mut Vec<u8>, s: &str) {
 
 /// `s` escaped, without quotes: serde_json escapes exactly the control
 /// characters, `"` and `\`.
+#[inline(always)]
 fn fragment(line: &mut Vec<u8>, s: &str) {
-    if !needs_escape(s.as_bytes()) {
+    if needs_escape(s.as_bytes()) {
+        escaped(line, s);
+    } else {
         line.extend_from_slice(s.as_bytes());
-        return;
     }
+}
+
+/// `s` escaped by serde_json, without quotes: out of line, as it is rare.
+#[cold]
+#[inline(never)]
+fn escaped(line: &mut Vec<u8>, s: &str) {
     let start = line.len();
     // Into a Vec, serializing a string cannot fail.
     let _ = serde_json::to_writer(&mut *line, s);
@@ -77,6 +91,7 @@ fn fragment(line: &mut Vec<u8>, s: &str) {
 /// Hacks" (`hasless`, `haszero`), exact for "any such byte?". Byte at a
 /// time, the check cost ~7 instructions per byte; the strings of a line are
 /// 4–40 bytes, too short for SIMD to pay.
+#[inline(always)]
 fn needs_escape(bytes: &[u8]) -> bool {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
