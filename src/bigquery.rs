@@ -52,7 +52,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use url::Url;
@@ -378,7 +378,9 @@ fn http_client() -> std::io::Result<HttpClient> {
         .https_or_http()
         .enable_all_versions()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new()).build(https))
+    // The timers close connections idle in the pool past its timeout, and
+    // drive HTTP/2's own timeouts.
+    Ok(Client::builder(TokioExecutor::new()).timer(TokioTimer::new()).pool_timer(TokioTimer::new()).build(https))
 }
 
 /// `url` with the parameters that have a value added to its query,
