@@ -8,10 +8,13 @@
 //! a `requestId`, so a retried `jobs.query` does not start a second job.
 //!
 //! The three REST calls (`jobs.query`, `jobs.getQueryResults`, `jobs.get`)
-//! are made here with reqwest and gcp-bigquery-client's serde model: its
-//! client always sends `Authorization`, even an empty one, and turns a
-//! non-JSON error body (a proxy's HTML 502) into a decode error that has
-//! lost the status.
+//! are made here with gcp-bigquery-client's serde model, not its client: that
+//! always sends `Authorization`, even an empty one, and turns a non-JSON error
+//! body (a proxy's HTML 502) into a decode error that has lost the status.
+//! They go through one hyper-util client with hyper-rustls, the same HTTP and
+//! TLS stack (rustls with ring, the system's CA bundle) gcp_auth fetches the
+//! tokens with, so the binary carries one HTTP client. Like gcp_auth's, it
+//! connects directly: `HTTPS_PROXY` and `HTTP_PROXY` are not read.
 //!
 //! Credentials come from one gcp_auth provider for the whole process, in
 //! gcp_auth's order: the key file in `GOOGLE_APPLICATION_CREDENTIALS`, gcloud
@@ -32,8 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use gcp_bigquery_client::error::ResponseError;
-use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::get_query_results_response::GetQueryResultsResponse;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
@@ -43,8 +46,16 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::query_response::QueryResponse;
 use gcp_bigquery_client::model::table_row::TableRow;
 use gcp_bigquery_client::model::table_schema::TableSchema;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
+use url::Url;
 
 use crate::config::BigQuerySettings;
 use crate::error::{Error, Result};
@@ -57,6 +68,12 @@ mod credentials;
 use credentials::Credentials;
 
 const GOOGLE_API_ROOT: &str = "https://bigquery.googleapis.com";
+const USER_AGENT_VALUE: &str = concat!("wordcount/", env!("CARGO_PKG_VERSION"));
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The client for every BigQuery call: HTTPS (or plain HTTP, for an emulator
+/// or a local fake at `BIGQUERY_ENDPOINT`), connections pooled.
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Attempts per API call, the first included.
 const MAX_ATTEMPTS: u32 = 4;
@@ -72,8 +89,8 @@ pub struct BigQuerySource {
     /// `BIGQUERY_PROJECT`, which [`crate::config::Config::check`] requires.
     project: String,
     /// `{endpoint}/bigquery/v2`.
-    v2_url: reqwest::Url,
-    http: reqwest::Client,
+    v2_url: Url,
+    http: HttpClient,
     /// `None` with `BIGQUERY_AUTH=none`.
     auth: Option<Credentials>,
     metrics: Arc<Metrics>,
@@ -86,9 +103,9 @@ impl BigQuerySource {
         let project = config.project.clone().ok_or_else(|| Error::config("BIGQUERY_PROJECT", "is not set"))?;
         let auth = Credentials::new(&config)?;
         let root = config.endpoint.as_deref().unwrap_or(GOOGLE_API_ROOT).trim_end_matches('/');
-        let v2_url = reqwest::Url::parse(&format!("{root}/bigquery/v2"))
+        let v2_url = Url::parse(&format!("{root}/bigquery/v2"))
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("{root:?}: {e}")))?;
-        let http = http_client(&config)
+        let http = http_client()
             .map_err(|e| Error::config("BIGQUERY_ENDPOINT", format!("cannot build the HTTPS client: {e}")))?;
         Ok(BigQuerySource { v2_url, config, project, http, auth, metrics })
     }
@@ -133,7 +150,7 @@ impl BigQuerySource {
     }
 
     /// `{v2}/projects/{project}/{path...}`, each segment escaped.
-    fn url(&self, path: &[&str]) -> reqwest::Url {
+    fn url(&self, path: &[&str]) -> Url {
         let mut url = self.v2_url.clone();
         if let Ok(mut segments) = url.path_segments_mut() {
             segments.push("projects").push(&self.project).extend(path);
@@ -141,50 +158,58 @@ impl BigQuerySource {
         url
     }
 
-    /// One call: `request` with the token (if any), the answer's JSON as
-    /// `T`, or the failure classified.
-    async fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> Result<T> {
-        let request = match self.token().await? {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+    /// One call: `call`'s request with the token (if any), the answer's JSON
+    /// as `T`, or the failure classified. The attempt timeout covers sending
+    /// the request and reading the whole answer.
+    async fn call<T: DeserializeOwned>(&self, call: &ApiCall<'_>) -> Result<T> {
+        let request = call.request(self.token().await?.as_deref())?;
+        let (status, body) = match tokio::time::timeout(attempt_timeout(&self.config), self.send(request)).await {
+            Ok(answer) => answer?,
+            Err(_) => return Err(Error::Transport("the call timed out".into())),
         };
-        let response = request.send().await.map_err(|e| transport_error(&e))?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|e| transport_error(&e))?;
         if !status.is_success() {
             return Err(classify_error(status, &body));
         }
         serde_json::from_slice(&body).map_err(|e| Error::Malformed(e.to_string()))
     }
 
-    /// Makes the call `request` builds until it succeeds, fails for good,
-    /// or runs out of attempts. An authentication failure is tried once
-    /// more with a fresh token, at once.
-    async fn retry<T: DeserializeOwned>(
-        &self,
-        call: &'static str,
-        request: impl Fn() -> reqwest::RequestBuilder,
-    ) -> Result<T> {
+    /// Sends `request` and reads the whole answer.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<(StatusCode, Bytes)> {
+        let response = self.http.request(request).await.map_err(|e| transport_error(&e))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| Error::Malformed(with_causes(&e)))?;
+        Ok((status, body.to_bytes()))
+    }
+
+    /// Makes `call` until it succeeds, fails for good, or runs out of
+    /// attempts. An authentication failure is tried once more with a fresh
+    /// token, at once.
+    async fn retry<T: DeserializeOwned>(&self, name: &'static str, call: &ApiCall<'_>) -> Result<T> {
         let started = Instant::now();
         let (mut attempt, mut fresh_token) = (1, false);
         loop {
-            let err = match self.call(request()).await {
+            let err = match self.call(call).await {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
             if matches!(err, Error::Auth(_)) && !fresh_token && self.auth.is_some() {
-                tracing::info!(call, attempt, reason = err.reason(), "retrying BigQuery call with a fresh token");
+                tracing::info!(
+                    call = name,
+                    attempt,
+                    reason = err.reason(),
+                    "retrying BigQuery call with a fresh token"
+                );
                 self.forget_token().await;
                 fresh_token = true;
                 continue;
             }
             if !err.is_retryable() || attempt >= MAX_ATTEMPTS {
-                tracing::warn!(call, attempt, reason = err.reason(), error = %err, "BigQuery call failed");
+                tracing::warn!(call = name, attempt, reason = err.reason(), error = %err, "BigQuery call failed");
                 return Err(err);
             }
             let delay = backoff(attempt);
             tracing::info!(
-                call,
+                call = name,
                 attempt,
                 reason = err.reason(),
                 retry_in_ms = delay.as_millis() as u64,
@@ -219,10 +244,10 @@ impl BigQuerySource {
         request.use_query_cache = Some(true);
         request.labels = Some([("app".to_owned(), "wordcount".to_owned())].into());
 
-        let query_url = self.url(&["queries"]);
-        let first: QueryResponse = self
-            .retry("jobs.query", || self.http.post(query_url.clone()).headers(traced.clone()).json(&request))
-            .await?;
+        let body = serde_json::to_vec(&request).map_err(|e| Error::Malformed(e.to_string()))?;
+        let query =
+            ApiCall { method: Method::POST, url: self.url(&["queries"]), headers: traced, body: Some(body.into()) };
+        let first: QueryResponse = self.retry("jobs.query", &query).await?;
         if let Some(errors) = first.errors.as_ref().filter(|e| !e.is_empty()) {
             return Err(job_error(errors));
         }
@@ -239,18 +264,16 @@ impl BigQuerySource {
             let Some(job_id) = job.as_deref() else {
                 return Err(Error::Malformed("incomplete query response without a job id".into()));
             };
-            let params = GetQueryResultsParameters {
-                format_options: None,
-                location: location.clone(),
-                max_results: None,
-                page_token: if complete { page_token.clone() } else { None },
-                start_index: None,
-                timeout_ms: Some(self.server_wait()),
-            };
-            let url = self.url(&["queries", job_id]);
-            let page: GetQueryResultsResponse = self
-                .retry("jobs.getQueryResults", || self.http.get(url.clone()).headers(traced.clone()).query(&params))
-                .await?;
+            let url = with_query(
+                self.url(&["queries", job_id]),
+                &[
+                    ("location", location.as_deref()),
+                    ("pageToken", if complete { page_token.as_deref() } else { None }),
+                    ("timeoutMs", Some(&self.server_wait().to_string())),
+                ],
+            );
+            let results = ApiCall { method: Method::GET, url, headers: traced, body: None };
+            let page: GetQueryResultsResponse = self.retry("jobs.getQueryResults", &results).await?;
             if let Some(errors) = page.errors.as_ref().filter(|e| !e.is_empty()) {
                 return Err(job_error(errors));
             }
@@ -277,10 +300,10 @@ impl BigQuerySource {
 
     /// Records bytes billed and processed, from the job's statistics. Best
     /// effort: the answer is already in hand, so a failure only costs a metric.
-    async fn bytes_billed(&self, traced: &reqwest::header::HeaderMap, job_id: &str, location: Option<&str>) {
-        let request =
-            self.http.get(self.url(&["jobs", job_id])).headers(traced.clone()).query(&[("location", location)]);
-        match self.call::<Job>(request).await {
+    async fn bytes_billed(&self, traced: &HeaderMap, job_id: &str, location: Option<&str>) {
+        let url = with_query(self.url(&["jobs", job_id]), &[("location", location)]);
+        let job = ApiCall { method: Method::GET, url, headers: traced, body: None };
+        match self.call::<Job>(&job).await {
             Ok(job) => {
                 let Some(stats) = job.statistics.and_then(|s| s.query) else { return };
                 let billed = stats.total_bytes_billed.and_then(|b| b.parse().ok()).unwrap_or(0);
@@ -308,23 +331,72 @@ impl CountsSource for BigQuerySource {
     }
 }
 
-/// The HTTPS client for every BigQuery call, built once: rustls with the
-/// system's CA bundle, bounded connect and attempt times.
-fn http_client(config: &BigQuerySettings) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .user_agent(concat!("wordcount/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(attempt_timeout(config))
-        .build()
+/// One API call, built again for each attempt.
+struct ApiCall<'a> {
+    method: Method,
+    /// The whole URL, query included.
+    url: Url,
+    /// `traceparent`, when a traced request caused the call.
+    headers: &'a HeaderMap,
+    /// JSON.
+    body: Option<Bytes>,
+}
+
+impl ApiCall<'_> {
+    /// The request for one attempt, with `token` as the bearer token.
+    fn request(&self, token: Option<&str>) -> Result<Request<Full<Bytes>>> {
+        let mut request = Request::builder().method(self.method.clone()).uri(self.url.as_str());
+        if let Some(headers) = request.headers_mut() {
+            headers.extend(self.headers.iter().map(|(name, value)| (name.clone(), value.clone())));
+            headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+            if let Some(token) = token {
+                let mut value = HeaderValue::try_from(format!("Bearer {token}"))
+                    .map_err(|_| Error::Transport("the token is not a valid header value".into()))?;
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+            if self.body.is_some() {
+                headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+        }
+        request
+            .body(Full::new(self.body.clone().unwrap_or_default()))
+            .map_err(|_| Error::Transport("the URL is not a valid request URI".into()))
+    }
+}
+
+/// The client for every BigQuery call, built once: rustls with ring and the
+/// system's CA bundle, HTTP/2 or HTTP/1.1 as the server offers, plain HTTP
+/// for `http://` endpoints, a bounded connect time. The attempt timeout is
+/// [`BigQuerySource::call`]'s.
+fn http_client() -> std::io::Result<HttpClient> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())?
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    // The timers close connections idle in the pool past its timeout, and
+    // drive HTTP/2's own timeouts.
+    Ok(Client::builder(TokioExecutor::new()).timer(TokioTimer::new()).pool_timer(TokioTimer::new()).build(https))
+}
+
+/// `url` with the parameters that have a value added to its query,
+/// form-encoded; without any, `url` as it is.
+fn with_query(mut url: Url, params: &[(&str, Option<&str>)]) -> Url {
+    let present: Vec<(&str, &str)> = params.iter().filter_map(|&(name, value)| Some((name, value?))).collect();
+    if !present.is_empty() {
+        url.query_pairs_mut().extend_pairs(present);
+    }
+    url
 }
 
 /// `traceparent` for the calls a traced request causes; empty without one.
-fn trace_headers(trace: &TraceContext) -> reqwest::header::HeaderMap {
-    let value = trace.traceparent().and_then(|t| reqwest::header::HeaderValue::from_str(&t).ok());
-    value
-        .map(|v| reqwest::header::HeaderMap::from_iter([(reqwest::header::HeaderName::from_static("traceparent"), v)]))
-        .unwrap_or_default()
+fn trace_headers(trace: &TraceContext) -> HeaderMap {
+    let value = trace.traceparent().and_then(|t| HeaderValue::from_str(&t).ok());
+    value.map(|v| HeaderMap::from_iter([(HeaderName::from_static("traceparent"), v)])).unwrap_or_default()
 }
 
 /// One HTTP attempt may use at most half the refresh budget, so a hung
@@ -339,14 +411,15 @@ fn backoff(attempt: u32) -> Duration {
     ceiling.mul_f64(rand::random::<f64>())
 }
 
-/// A call that got no usable answer.
-fn transport_error(e: &reqwest::Error) -> Error {
-    if e.is_timeout() {
+/// A call that got no answer: timed out (connecting), or refused, reset,
+/// or turned away by TLS.
+fn transport_error(e: &hyper_util::client::legacy::Error) -> Error {
+    if causes(e)
+        .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
+    {
         Error::Transport("the call timed out".into())
-    } else if e.is_decode() || e.is_body() {
-        Error::Malformed(without_url(e))
     } else {
-        Error::Transport(without_url(e))
+        Error::Transport(with_causes(e))
     }
 }
 
@@ -366,20 +439,20 @@ pub(crate) fn classify_error(status: http::StatusCode, body: &[u8]) -> Error {
     }
 }
 
-/// reqwest's message with its whole cause chain (the cause is what says
-/// "invalid peer certificate: UnknownIssuer" or "connection refused"), and
-/// without the URL, which may carry a page token.
-fn without_url(e: &reqwest::Error) -> String {
+/// The error's message with its whole cause chain: the causes are what say
+/// "connection refused" or "invalid peer certificate: UnknownIssuer".
+/// hyper's errors never name the URL, which may carry a page token.
+fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
     let mut message = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(err) = cause {
-        message = format!("{message}: {err}");
-        cause = err.source();
+    for cause in causes(e).skip(1) {
+        message = format!("{message}: {cause}");
     }
-    match e.url() {
-        Some(url) => message.replace(url.as_str(), "<url>"),
-        None => message,
-    }
+    message
+}
+
+/// `e` and its causes, outermost first.
+fn causes<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
 }
 
 fn from_status(code: i64, reason: &str, message: &str) -> Error {
@@ -464,6 +537,27 @@ mod tests {
         assert_eq!(classify_error(http::StatusCode::TOO_MANY_REQUESTS, b"slow down").reason(), "rate_limited");
         let google = br#"{"error":{"code":403,"message":"no","errors":[{"reason":"accessDenied"}]}}"#;
         assert_eq!(classify_error(http::StatusCode::FORBIDDEN, google).reason(), "permission_denied");
+    }
+
+    #[test]
+    fn query_parameters_without_a_value_are_left_out() {
+        let url = Url::parse("http://127.0.0.1:1/bigquery/v2/projects/p/jobs/j").unwrap();
+        assert_eq!(with_query(url.clone(), &[("location", None)]).as_str(), url.as_str());
+        let paged = with_query(url, &[("location", Some("EU")), ("pageToken", Some("a b&c=")), ("max", None)]);
+        assert_eq!(paged.query(), Some("location=EU&pageToken=a+b%26c%3D"));
+    }
+
+    /// The cause says what went wrong; the URL (it may carry a page token)
+    /// is not in the message.
+    #[tokio::test]
+    async fn a_refused_connection_is_a_transport_error_that_names_the_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = Url::parse(&format!("http://{closed}/bigquery/v2/projects/p/queries/j?pageToken=secret")).unwrap();
+        let call = ApiCall { method: Method::GET, url, headers: &HeaderMap::new(), body: None };
+        let err = http_client().unwrap().request(call.request(Some("ya29.token")).unwrap()).await.unwrap_err();
+        let Error::Transport(message) = transport_error(&err) else { panic!("not a transport error: {err}") };
+        assert!(message.to_lowercase().contains("connection refused"), "{message}");
+        assert!(!message.contains("secret") && !message.contains(&closed.to_string()), "{message}");
     }
 
     #[test]

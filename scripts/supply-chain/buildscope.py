@@ -2,9 +2,9 @@
 
 `cargo metadata`, which cargo-cyclonedx, cargo-sbom and cargo-auditable
 read, resolves features once for the whole workspace and keeps optional
-dependencies a build never enables: for the musl target it lists 23 crates
-no build of the service compiles (quinn and rand 0.10 behind reqwest's
-http3, zlib-rs, clap's colour stack from testkit's default features, ...).
+dependencies a build never enables: for the musl target it lists 12 crates
+no build of the service compiles (zlib-rs, clap's colour stack from
+testkit's default features, ...).
 `cargo tree -p wordcount --target T` resolves as `cargo build` does, and is
 what cargo-about's notices match. The SBOMs are cut to it (normalise-sbom.py)
 and the image's cargo-auditable list is read against it (compare-sbom.py).

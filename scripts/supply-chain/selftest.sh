@@ -157,15 +157,15 @@ case_image_sbom() {
 	# compare-sbom.py (called by `make image-test` on syft's image SBOM): an
 	# image SBOM listing sbom/'s normal crates passes, also with a crate
 	# cargo-auditable records from cargo metadata that the build does not
-	# compile (quinn, behind reqwest's http3); one where a crate has another
-	# version fails and names it. Synthetic image SBOMs keep this independent
-	# of syft and of an image build.
+	# compile (zlib-rs, a flate2 back-end the build does not select); one
+	# where a crate has another version fails and names it. Synthetic image
+	# SBOMs keep this independent of syft and of an image build.
 	python3 - "$ROOT/sbom/wordcount.cdx.json" "$scratch/image-ok.json" "$scratch/image-bad.json" <<'PY'
 import json, sys
 ref, ok, bad = sys.argv[1:]
 comps = [{"type": "library", "name": c["name"], "version": c["version"], "purl": c["purl"]}
          for c in json.load(open(ref))["components"] if c.get("scope") == "required"]
-recorded = [{"type": "library", "name": "quinn", "version": "0.11.12", "purl": "pkg:cargo/quinn@0.11.12"}]
+recorded = [{"type": "library", "name": "zlib-rs", "version": "0.6.8", "purl": "pkg:cargo/zlib-rs@0.6.8"}]
 json.dump({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": comps + recorded}, open(ok, "w"))
 for c in comps:
     if c["name"] == "tokio":
