@@ -165,7 +165,7 @@ impl BigQuerySource {
         let request = call.request(self.token().await?.as_deref())?;
         let (status, body) = match tokio::time::timeout(attempt_timeout(&self.config), self.send(request)).await {
             Ok(answer) => answer?,
-            Err(_) => return Err(Error::Transport("the call timed out".into())),
+            Err(_) => return Err(timed_out()),
         };
         if !status.is_success() {
             return Err(classify_error(status, &body));
@@ -417,10 +417,15 @@ fn transport_error(e: &hyper_util::client::legacy::Error) -> Error {
     if causes(e)
         .any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut))
     {
-        Error::Transport("the call timed out".into())
+        timed_out()
     } else {
         Error::Transport(with_causes(e))
     }
+}
+
+/// An attempt that ran out of time, connecting or waiting for the answer.
+fn timed_out() -> Error {
+    Error::Transport("the call timed out".into())
 }
 
 /// A non-2xx answer: Google's JSON error when the body is one, else the
