@@ -85,7 +85,7 @@ RUN xx-apk add --no-cache musl-dev=~1.2 \
 # left in the binary. Set before `cook` so the dependency layer is reused.
 # With --target (xx-cargo adds it) RUSTFLAGS apply to the target only, not to
 # build scripts, which run here on the build platform.
-ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\" --remap-path-prefix=/usr/local/cargo=/cargo --remap-path-prefix=/usr/local/rustup=/rustup --remap-path-prefix=/src=/wordcount --remap-path-prefix=/src/target=/target"
+ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\" -C link-arg=-Wl,-z,pack-relative-relocs --remap-path-prefix=/usr/local/cargo=/cargo --remap-path-prefix=/usr/local/rustup=/rustup --remap-path-prefix=/src=/wordcount --remap-path-prefix=/src/target=/target"
 COPY --from=planner /src/recipe.json recipe.json
 RUN xx-cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
