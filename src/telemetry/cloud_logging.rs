@@ -9,9 +9,11 @@ use std::cell::RefCell;
 use std::fmt;
 use std::io::Write;
 use std::num::NonZero;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer as _};
+use time::OffsetDateTime;
 use time::format_description::well_known::Iso8601;
 use time::format_description::well_known::iso8601::{Config, EncodedConfig, TimePrecision};
 use tracing::field::{Field, Visit};
@@ -112,12 +114,43 @@ impl<W: for<'w> MakeWriter<'w>> GcpJson<W> {
 fn head<'l>(line: &'l mut Vec<u8>, level: Level, target: &str) -> json::Object<'l> {
     line.extend_from_slice(b"{\"time\":\"");
     // Digits and punctuation only: nothing to escape.
-    let _ = time::OffsetDateTime::now_utc().format_into(&mut *line, &Iso8601::<TIME>);
+    write_time(line, SystemTime::now());
     line.push(b'"');
     let mut object = json::Object { line, empty: false };
     object.str("severity", severity(level));
     object.str("target", target);
     object
+}
+
+/// `at` as [`TIME`] formats it. The text up to the second is `time`'s,
+/// formatted once a second per thread; only the microseconds are written
+/// here, for each line (a test compares the two).
+fn write_time(line: &mut Vec<u8>, at: SystemTime) {
+    thread_local! {
+        /// A second since the epoch, and its text up to and including the `.`.
+        static SECOND: RefCell<(u64, Vec<u8>)> = const { RefCell::new((u64::MAX, Vec::new())) };
+    }
+    let Ok(since_epoch) = at.duration_since(SystemTime::UNIX_EPOCH) else {
+        let _ = OffsetDateTime::from(at).format_into(line, &Iso8601::<TIME>);
+        return;
+    };
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != since_epoch.as_secs() {
+            text.clear();
+            let start = OffsetDateTime::from(SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs()));
+            let _ = start.format_into(text, &Iso8601::<TIME>);
+            text.truncate(text.len().saturating_sub(b"000000Z".len()));
+            *second = since_epoch.as_secs();
+        }
+        line.extend_from_slice(text);
+    });
+    let mut micros = since_epoch.subsec_micros();
+    let mut digits = *b"000000Z";
+    for digit in digits[..6].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    line.extend_from_slice(&digits);
 }
 
 impl<W> GcpJson<W> {
@@ -307,6 +340,32 @@ mod tests {
     use crate::trace::TraceContext;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn the_time_is_what_the_time_crate_writes() {
+        // Instants across years, leap days, ends of year and of second,
+        // visited in an order that moves the cached second forwards, back
+        // and nowhere; and one before the epoch.
+        let mut seconds = vec![0, 59, 951_782_400, 1_709_164_799, 1_709_164_800, 1_798_761_599, 4_102_444_800];
+        seconds.extend((0..2_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % 4_102_444_800));
+        let micros = [0, 1, 9, 10, 999_999, 123_456, 500_000];
+        let mut checked = 0;
+        for (i, second) in seconds.iter().enumerate() {
+            for &micro in &micros[..if i < 7 { micros.len() } else { 2 }] {
+                let at = SystemTime::UNIX_EPOCH + Duration::from_secs(*second) + Duration::from_micros(micro);
+                let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+                write_time(&mut ours, at);
+                OffsetDateTime::from(at).format_into(&mut theirs, &Iso8601::<TIME>).expect("time formats it");
+                assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "{second}s {micro}µs");
+                checked += 1;
+            }
+        }
+        assert!(checked > 4_000);
+        let before = SystemTime::UNIX_EPOCH - Duration::from_micros(1_500_000);
+        let mut ours = Vec::new();
+        write_time(&mut ours, before);
+        assert_eq!(ours, b"1969-12-31T23:59:58.500000Z");
+    }
 
     /// A log destination the tests can read back.
     #[derive(Clone, Default)]
