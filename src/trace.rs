@@ -52,16 +52,16 @@ impl TraceContext {
 pub struct HexId<const N: usize>([u8; N]);
 
 impl<const N: usize> HexId<N> {
-    /// `N` random digits (4 random bits each: 128 for a trace id, 64 for a
-    /// span id, so the all-zeros id the spec reserves as invalid is
-    /// practically impossible).
+    /// `N` random digits, one from each 4 random bits (128 for a trace id,
+    /// 64 for a span id, so the all-zeros id the spec reserves as invalid
+    /// is practically impossible). `N` is at most 32.
     pub fn random() -> Self {
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut random = [0u8; N];
-        rand::fill(&mut random[..]);
+        let mut bits: u128 = if N > 16 { rand::random() } else { rand::random::<u64>().into() };
         let mut hex = [0u8; N];
-        for (digit, byte) in hex.iter_mut().zip(random) {
-            *digit = DIGITS[usize::from(byte & 0xf)];
+        for digit in &mut hex {
+            *digit = DIGITS[(bits & 0xf) as usize];
+            bits >>= 4;
         }
         HexId(hex)
     }
@@ -183,5 +183,14 @@ mod tests {
         assert!(HexId::<16>::default().is_empty());
         assert_eq!(HexId::<16>::default().as_str(), "");
         assert_eq!(TraceContext::default().traceparent(), None);
+    }
+
+    #[test]
+    fn every_digit_of_a_trace_id_is_random() {
+        let ids: Vec<HexId<32>> = (0..64).map(|_| HexId::random()).collect();
+        for position in 0..32 {
+            let first = ids[0].0[position];
+            assert!(ids.iter().any(|id| id.0[position] != first), "digit {position} never changes");
+        }
     }
 }
