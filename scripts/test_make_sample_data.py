@@ -121,6 +121,44 @@ class Render(unittest.TestCase):
         self.assertEqual(text, "word,word_count,corpus,corpus_date\nthe,2,hamlet,1600\nThe,1,hamlet,1600\n")
 
 
+class RenderWide(unittest.TestCase):
+    # In (corpus, word) order, as build_rows returns them.
+    ROWS = [
+        ("the", 2, "hamlet", 1600),
+        ("The", 1, "hamlet", 1600),
+        ("o'er", 4, "hamlet", 1600),
+        ("the", 7, "kinglear", 1605),
+        ("to-night", 3, "kinglear", 1605),
+        # The tokeniser never makes a word that needs quoting; the csv module
+        # must quote one all the same.
+        ('say "ay", lord', 1, "sonnets", 1609),
+    ]
+
+    def test_one_row_per_word_and_a_column_per_corpus(self):
+        # Corpora sorted; words in code point order (upper case first); an
+        # empty cell where the word is not in the corpus.
+        text = gzip.decompress(msd.render_wide(self.ROWS)).decode()
+        self.assertEqual(
+            text,
+            "word,hamlet,kinglear,sonnets\n"
+            "The,1,,\n"
+            "o'er,4,,\n"
+            '"say ""ay"", lord",,,1\n'
+            "the,2,7,\n"
+            "to-night,,3,\n",
+        )
+
+    def test_a_repeated_word_and_corpus_is_summed(self):
+        text = gzip.decompress(msd.render_wide([("the", 2, "hamlet", 1600), ("the", 3, "hamlet", 1600)])).decode()
+        self.assertEqual(text, "word,hamlet\nthe,5\n")
+
+    def test_gzip_is_reproducible(self):
+        data = msd.render_wide(self.ROWS)
+        self.assertEqual(data, msd.render_wide(list(reversed(self.ROWS))))
+        self.assertEqual(data[4:8], b"\0\0\0\0")
+        self.assertEqual(data[3] & 0x08, 0)
+
+
 # Rows per corpus in bigquery-public-data.samples.shakespeare (164,656 in all),
 # from a published run of
 #   SELECT corpus, COUNT(*) FROM `bigquery-public-data.samples.shakespeare`

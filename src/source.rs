@@ -8,9 +8,11 @@
 //! GROUP BY corpus`, and [`Counts::new`] puts every answer into the same
 //! order (total_words descending, then corpus ascending).
 //!
-//! The CSV has the columns of `bigquery-public-data.samples.shakespeare`:
+//! A `file` CSV has the columns of `bigquery-public-data.samples.shakespeare`:
 //! `word,word_count,corpus,corpus_date` (extra columns are ignored, order
-//! is taken from the header).
+//! is taken from the header). The compiled-in table holds the same counts one
+//! row per word, `word,<corpus>,...`, each cell the word's `word_count` in that
+//! corpus or empty; that layout compresses to half the size (docs/data.md).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -22,10 +24,11 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::trace::TraceContext;
 
-/// `data/shakespeare.csv.gz`, built by `scripts/make-sample-data.py`. Kept
-/// compressed in the binary and decompressed while scanning, so the table
-/// never sits in memory as a whole.
-static SAMPLE_CSV_GZ: &[u8] = include_bytes!("../data/shakespeare.csv.gz");
+/// `data/sample-by-word.csv.gz`, built by `scripts/make-sample-data.py` from
+/// the same rows as `data/shakespeare.csv.gz`: one row per word, a column per
+/// corpus, read by [`scan_by_word`]. Kept compressed in the binary and
+/// decompressed while scanning, so the table never sits in memory as a whole.
+static SAMPLE_CSV_GZ: &[u8] = include_bytes!("../data/sample-by-word.csv.gz");
 
 /// How a row's word is compared with WORD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -95,11 +98,13 @@ impl CountsSource for SampleSource {
 
     async fn counts(&self, word: &str, word_match: WordMatch, _trace: &TraceContext) -> Result<Counts> {
         let word = word.to_owned();
-        // Decompressing and scanning ~165k rows is CPU work: keep it off the
-        // async workers.
-        tokio::task::spawn_blocking(move || scan(flate2::read::GzDecoder::new(SAMPLE_CSV_GZ), &word, word_match))
-            .await
-            .map_err(|e| Error::Data(format!("sample scan did not complete: {e}")))?
+        // Decompressing and scanning ~35k rows of 42 columns is CPU work:
+        // keep it off the async workers.
+        tokio::task::spawn_blocking(move || {
+            scan_by_word(flate2::read::GzDecoder::new(SAMPLE_CSV_GZ), &word, word_match)
+        })
+        .await
+        .map_err(|e| Error::Data(format!("sample scan did not complete: {e}")))?
     }
 }
 
@@ -168,9 +173,28 @@ fn field<'r>(record: &'r csv::ByteRecord, index: usize, line: u64, name: &str) -
     std::str::from_utf8(raw).map_err(|_| Error::Data(format!("line {line}: {name} is not UTF-8")))
 }
 
-fn count(record: &csv::ByteRecord, cols: &Columns, line: u64) -> Result<u64> {
-    let raw = field(record, cols.word_count, line, "word_count")?;
-    raw.parse().map_err(|_| Error::Data(format!("line {line}: word_count {raw:?} is not a whole number")))
+/// The count in column `index`, called `name` in errors.
+fn count(record: &csv::ByteRecord, index: usize, line: u64, name: &str) -> Result<u64> {
+    let raw = field(record, index, line, name)?;
+    raw.parse().map_err(|_| Error::Data(format!("line {line}: {name} {raw:?} is not a whole number")))
+}
+
+/// Whether a row's word is WORD under `word_match`.
+fn matcher(word: &str, word_match: WordMatch) -> impl Fn(&[u8]) -> bool + '_ {
+    let wanted_lower = word.to_lowercase();
+    move |candidate: &[u8]| match word_match {
+        WordMatch::Exact => candidate == word.as_bytes(),
+        WordMatch::IgnoreCase => std::str::from_utf8(candidate).is_ok_and(|c| c.to_lowercase() == wanted_lower),
+    }
+}
+
+fn add(totals: &mut BTreeMap<String, u64>, corpus: &str, n: u64) {
+    let total = totals.entry(corpus.to_owned()).or_default();
+    *total = total.saturating_add(n);
+}
+
+fn answer(totals: BTreeMap<String, u64>) -> Counts {
+    Counts::new(totals.into_iter().map(|(corpus, total_words)| Row { corpus, total_words }).collect())
 }
 
 /// Checks that every row parses: header columns, UTF-8, numeric counts,
@@ -182,7 +206,7 @@ pub fn validate(input: impl Read) -> Result<()> {
     let mut rows = 0u64;
     while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
         let line = record.position().map_or(0, |p| p.line());
-        count(&record, &cols, line)?;
+        count(&record, cols.word_count, line, "word_count")?;
         if field(&record, cols.word, line, "word")?.is_empty()
             || field(&record, cols.corpus, line, "corpus")?.is_empty()
         {
@@ -201,25 +225,67 @@ pub fn validate(input: impl Read) -> Result<()> {
 pub fn scan(input: impl Read, word: &str, word_match: WordMatch) -> Result<Counts> {
     let mut reader = reader(input);
     let cols = columns(&mut reader)?;
-    let wanted_lower = word.to_lowercase();
-    let matches = |candidate: &[u8]| match word_match {
-        WordMatch::Exact => candidate == word.as_bytes(),
-        WordMatch::IgnoreCase => std::str::from_utf8(candidate).is_ok_and(|c| c.to_lowercase() == wanted_lower),
-    };
+    let matches = matcher(word, word_match);
 
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut record = csv::ByteRecord::new();
     while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
-        if !record.get(cols.word).is_some_and(matches) {
+        if !record.get(cols.word).is_some_and(&matches) {
             continue;
         }
         let line = record.position().map_or(0, |p| p.line());
-        let n = count(&record, &cols, line)?;
+        let n = count(&record, cols.word_count, line, "word_count")?;
         let corpus = field(&record, cols.corpus, line, "corpus")?;
-        let total = totals.entry(corpus.to_owned()).or_default();
-        *total = total.saturating_add(n);
+        add(&mut totals, corpus, n);
     }
-    Ok(Counts::new(totals.into_iter().map(|(corpus, total_words)| Row { corpus, total_words }).collect()))
+    Ok(answer(totals))
+}
+
+/// The query over the by-word layout of the compiled-in table: header
+/// `word,<corpus>,...`, one row per word, each cell the word's count in that
+/// corpus or empty. Sums the non-empty cells per corpus over the rows whose
+/// word matches (with [`WordMatch::IgnoreCase`], `The` and `the` are two
+/// rows), so it answers exactly as [`scan`] does over the same counts in the
+/// long layout.
+fn scan_by_word(input: impl Read, word: &str, word_match: WordMatch) -> Result<Counts> {
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    for_each_count(input, matcher(word, word_match), |_, corpus, n| add(&mut totals, corpus, n))?;
+    Ok(answer(totals))
+}
+
+/// Reads the by-word layout and calls `each(word, corpus, count)` for every
+/// non-empty cell of the rows whose word `matches` accepts.
+fn for_each_count(
+    input: impl Read,
+    matches: impl Fn(&[u8]) -> bool,
+    mut each: impl FnMut(&str, &str, u64),
+) -> Result<()> {
+    let mut reader = reader(input);
+    let headers = reader.byte_headers().map_err(|e| Error::Data(format!("unreadable header: {e}")))?.clone();
+    if headers.get(0) != Some(b"word".as_slice()) {
+        return Err(Error::Data("line 1: the first column is not \"word\"".into()));
+    }
+    let corpora = (1..headers.len())
+        .map(|i| match field(&headers, i, 1, "corpus")? {
+            "" => Err(Error::Data(format!("line 1: column {} has no corpus name", i + 1))),
+            corpus => Ok(corpus),
+        })
+        .collect::<Result<Vec<&str>>>()?;
+
+    let mut record = csv::ByteRecord::new();
+    while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
+        if !record.get(0).is_some_and(&matches) {
+            continue;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let word = field(&record, 0, line, "word")?;
+        for (i, corpus) in corpora.iter().enumerate() {
+            if !record.get(i + 1).is_some_and(<[u8]>::is_empty) {
+                each(word, corpus, count(&record, i + 1, line, corpus)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -280,13 +346,106 @@ mod tests {
         }
     }
 
+    /// The same rows in the long layout, which `file`, the fakes and the
+    /// emulator serve.
+    static SHAKESPEARE_CSV_GZ: &[u8] = include_bytes!("../data/shakespeare.csv.gz");
+
+    const BY_WORD: &str = "word,hamlet,kinglear,macbeth\n\
+        The,3,,\n\
+        \"a,b\",,1,\n\
+        tea,1,,\n\
+        the,15,25,10\n";
+
     #[tokio::test]
     async fn the_sample_is_valid_and_answers_for_the() {
-        validate(flate2::read::GzDecoder::new(SAMPLE_CSV_GZ)).expect("the compiled-in sample is valid");
+        validate(flate2::read::GzDecoder::new(SHAKESPEARE_CSV_GZ)).expect("the long table is valid");
+        let long = |word_match| scan(flate2::read::GzDecoder::new(SHAKESPEARE_CSV_GZ), "the", word_match);
+
         let counts = SampleSource.counts("the", WordMatch::Exact, &TraceContext::default()).await.expect("sample");
+        let folded = SampleSource.counts("THE", WordMatch::IgnoreCase, &TraceContext::default()).await.expect("sample");
+
         assert!(counts.rows.len() > 30, "the appears in most works: {:?}", counts.rows.len());
         assert!(counts.rows.iter().any(|r| r.corpus == "hamlet"));
         assert!(counts.rows.windows(2).all(|w| w[0].total_words >= w[1].total_words));
+        assert_eq!(counts, long(WordMatch::Exact).expect("scan"));
+        assert_eq!(folded, long(WordMatch::IgnoreCase).expect("scan"));
+        assert!(folded.total() > counts.total(), "The and THE count too");
+    }
+
+    #[test]
+    fn the_sample_holds_exactly_the_counts_of_the_long_table() {
+        // Arrange: every (word, corpus) -> count of each file, in one pass each.
+        let mut long: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut reader = reader(flate2::read::GzDecoder::new(SHAKESPEARE_CSV_GZ));
+        let cols = columns(&mut reader).expect("long header");
+        let mut record = csv::ByteRecord::new();
+        while reader.read_byte_record(&mut record).expect("long row") {
+            let line = record.position().map_or(0, |p| p.line());
+            let key = (
+                field(&record, cols.word, line, "word").expect("word").to_owned(),
+                field(&record, cols.corpus, line, "corpus").expect("corpus").to_owned(),
+            );
+            let n = count(&record, cols.word_count, line, "word_count").expect("count");
+            assert_eq!(long.insert(key.clone(), n), None, "{key:?} twice in the long table");
+        }
+
+        // Act: read the compiled-in table with the sample's own reader.
+        let mut wide: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for_each_count(
+            flate2::read::GzDecoder::new(SAMPLE_CSV_GZ),
+            |_| true,
+            |word, corpus, n| {
+                let key = (word.to_owned(), corpus.to_owned());
+                assert_eq!(wide.insert(key.clone(), n), None, "{key:?} twice in the sample");
+            },
+        )
+        .expect("the compiled-in sample is valid");
+
+        // Assert
+        assert!(long.len() > 100_000, "read all of data/shakespeare.csv.gz: {} rows", long.len());
+        let first_difference =
+            long.keys().chain(wide.keys()).find(|&k| long.get(k) != wide.get(k)).map(|k| (k, long.get(k), wide.get(k)));
+        assert_eq!(first_difference, None, "((word, corpus), long table, sample)");
+    }
+
+    #[test]
+    fn scan_by_word_sums_the_matching_rows_per_corpus() {
+        let exact = scan_by_word(BY_WORD.as_bytes(), "the", WordMatch::Exact).expect("scan");
+        let folded = scan_by_word(BY_WORD.as_bytes(), "THE", WordMatch::IgnoreCase).expect("scan");
+        let quoted = scan_by_word(BY_WORD.as_bytes(), "a,b", WordMatch::Exact).expect("scan");
+        let unknown = scan_by_word(BY_WORD.as_bytes(), "zebra", WordMatch::Exact).expect("scan");
+
+        assert_eq!(rows(&exact), [("kinglear", 25), ("hamlet", 15), ("macbeth", 10)]);
+        assert_eq!(rows(&folded), [("kinglear", 25), ("hamlet", 18), ("macbeth", 10)]);
+        assert_eq!(rows(&quoted), [("kinglear", 1)]);
+        assert!(unknown.rows.is_empty());
+    }
+
+    #[test]
+    fn scan_by_word_answers_as_scan_does_over_the_long_layout() {
+        for (word, word_match) in [("the", WordMatch::Exact), ("THE", WordMatch::IgnoreCase), ("tea", WordMatch::Exact)]
+        {
+            let long = scan(CSV.as_bytes(), word, word_match).expect("scan");
+
+            let wide = scan_by_word(BY_WORD.as_bytes(), word, word_match).expect("scan_by_word");
+
+            assert_eq!(wide, long, "{word} {word_match:?}");
+        }
+    }
+
+    #[test]
+    fn scan_by_word_rejects_malformed_input_with_a_reason() {
+        let cases = [
+            ("word,hamlet\nthe,many\n", "line 2: hamlet \"many\" is not a whole number"),
+            ("word,hamlet\nthe,-1\n", "not a whole number"),
+            ("word,hamlet,macbeth\nthe,1\n", "found record with 2 fields"),
+            ("corpus,word\nhamlet,the\n", "first column is not \"word\""),
+            ("word,,macbeth\nthe,1,2\n", "column 2 has no corpus name"),
+        ];
+        for (csv, expected) in cases {
+            let err = scan_by_word(csv.as_bytes(), "the", WordMatch::Exact).expect_err(csv);
+            assert!(err.to_string().contains(expected), "{csv:?}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The CSV loader: `source::validate` (run on a DATA_FILE at start-up) and
 //! `source::scan` (the query), on plain bytes and on gzip, as `FileSource`
-//! and the sample read them.
+//! reads them. (The compiled-in sample has its own layout and reader,
+//! `scan_by_word`, which only ever sees that one committed file.)
 #![no_main]
 
 use std::io::Read;
