@@ -44,7 +44,7 @@ export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}"
 # -z pack-relative-relocs: the static-pie's ~9,800 relative relocations as
 # DT_RELR bitmaps instead of 24-byte RELA entries (~230 KB smaller; glibc
 # >= 2.36 and musl >= 1.2.4 apply them at start-up).
-flags=(-C target-feature=+crt-static --cfg 'getrandom_backend="linux_getrandom"' -C link-arg=-Wl,-z,pack-relative-relocs)
+flags=(-C target-feature=+crt-static --cfg 'getrandom_backend="linux_getrandom"' -C 'link-arg=-Wl,-z,pack-relative-relocs')
 [[ -n "$rustup_home" ]] && flags+=("--remap-path-prefix=$rustup_home=/rustup")
 flags+=("--remap-path-prefix=$cargo_home=/cargo")
 flags+=("--remap-path-prefix=$root_real=/wordcount")
