@@ -154,7 +154,7 @@ struct Columns {
 }
 
 fn columns(reader: &mut csv::Reader<impl Read>) -> Result<Columns> {
-    let headers = reader.byte_headers().map_err(|e| Error::Data(format!("unreadable header: {e}")))?;
+    let headers = header(reader)?;
     let find = |name: &str| {
         headers
             .iter()
@@ -166,6 +166,16 @@ fn columns(reader: &mut csv::Reader<impl Read>) -> Result<Columns> {
 
 fn reader(input: impl Read) -> csv::Reader<impl Read> {
     csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(input)
+}
+
+/// Both layouts' header row, and their one message for a broken one.
+fn header<R: Read>(reader: &mut csv::Reader<R>) -> Result<&csv::ByteRecord> {
+    reader.byte_headers().map_err(|e| Error::Data(format!("unreadable header: {e}")))
+}
+
+/// The next row into `record`; `false` at the end.
+fn next_record<R: Read>(reader: &mut csv::Reader<R>, record: &mut csv::ByteRecord) -> Result<bool> {
+    reader.read_byte_record(record).map_err(|e| Error::Data(e.to_string()))
 }
 
 fn field<'r>(record: &'r csv::ByteRecord, index: usize, line: u64, name: &str) -> Result<&'r str> {
@@ -204,7 +214,7 @@ pub fn validate(input: impl Read) -> Result<()> {
     let cols = columns(&mut reader)?;
     let mut record = csv::ByteRecord::new();
     let mut rows = 0u64;
-    while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
+    while next_record(&mut reader, &mut record)? {
         let line = record.position().map_or(0, |p| p.line());
         count(&record, cols.word_count, line, "word_count")?;
         if field(&record, cols.word, line, "word")?.is_empty()
@@ -229,7 +239,7 @@ pub fn scan(input: impl Read, word: &str, word_match: WordMatch) -> Result<Count
 
     let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut record = csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
+    while next_record(&mut reader, &mut record)? {
         if !record.get(cols.word).is_some_and(&matches) {
             continue;
         }
@@ -261,7 +271,7 @@ fn for_each_count(
     mut each: impl FnMut(&str, &str, u64),
 ) -> Result<()> {
     let mut reader = reader(input);
-    let headers = reader.byte_headers().map_err(|e| Error::Data(format!("unreadable header: {e}")))?.clone();
+    let headers = header(&mut reader)?.clone();
     if headers.get(0) != Some(b"word".as_slice()) {
         return Err(Error::Data("line 1: the first column is not \"word\"".into()));
     }
@@ -273,7 +283,7 @@ fn for_each_count(
         .collect::<Result<Vec<&str>>>()?;
 
     let mut record = csv::ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(|e| Error::Data(e.to_string()))? {
+    while next_record(&mut reader, &mut record)? {
         if !record.get(0).is_some_and(&matches) {
             continue;
         }
