@@ -12,8 +12,24 @@ use wordcount::{App, Error, server, telemetry};
 /// sysexits.h EX_USAGE: the configuration cannot work.
 const EXIT_CONFIG: u8 = 64;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // The workers keep their log lines until they sleep or stop
+    // (telemetry/lines.rs); dropping the runtime waits for them to stop.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(|| telemetry::stdout().park())
+        .on_thread_stop(telemetry::Lines::stop)
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(err) => {
+            eprintln!("wordcount: cannot start the runtime: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> ExitCode {
     let cli = match Cli::from_process() {
         Ok(cli) => cli,
         Err(Invalid::Setting(err)) => return config_error(&err),

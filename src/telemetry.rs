@@ -2,7 +2,8 @@
 //!
 //! Production logs are one JSON object per line on stdout, in the form
 //! Google Cloud Logging reads from a container's output
-//! (`telemetry/cloud_logging.rs`), written by a thread of their own.
+//! (`telemetry/cloud_logging.rs`), each tokio worker's written out in one
+//! write when it is about to sleep (`telemetry/lines.rs`).
 //! `LOG_FORMAT=text` gives the usual human-readable lines for a terminal. The access log (one line
 //! per request, [`log_access`]) follows `RUST_LOG` like any other line; the
 //! JSON layer writes it straight from its fields. Spans are exported only
@@ -10,11 +11,9 @@
 //!
 //! Tests stay silent unless `TEST_LOG` is set ([`init_for_tests`]).
 
-use std::io;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -23,38 +22,35 @@ use tracing_subscriber::{Layer, Registry};
 use crate::config::LogFormat;
 
 pub(crate) mod cloud_logging;
+pub mod lines;
 #[cfg(feature = "otel")]
 pub mod otel;
 
 use cloud_logging::GcpJson;
+pub use lines::{Lines, stdout};
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Keeps the telemetry pipeline alive; dropping it writes out the log lines
-/// still queued, then flushes exported spans.
-#[must_use = "dropping the guard stops logging and span export"]
+/// Keeps the telemetry pipeline alive; dropping it writes out this
+/// thread's log lines (the runtime's workers write out theirs when they
+/// stop: see `src/main.rs`), then flushes exported spans.
+#[must_use = "dropping the guard stops span export"]
 pub struct Guard {
-    _stdout: WorkerGuard,
     #[cfg(feature = "otel")]
     _spans: Option<otel::Export>,
 }
 
+impl Drop for Guard {
+    fn drop(&mut self) {
+        Lines::stop();
+    }
+}
+
 /// Installs the global subscriber, logging what `filter` lets through
-/// (`RUST_LOG`). `gcp_project` turns trace ids into the
+/// (`RUST_LOG`) to [`stdout`]. `gcp_project` turns trace ids into the
 /// `projects/P/traces/T` form Cloud Logging links to Cloud Trace.
 pub fn init(format: LogFormat, filter: Targets, gcp_project: Option<String>) -> Guard {
-    // Lines go to stdout from a writer thread, so a request never waits for
-    // the write(2). Blocking, not lossy: when stdout falls a full queue
-    // behind, logging requests wait for it, so memory stays bounded, the
-    // slowdown shows, and the access log never silently leaves requests out.
-    // The buffer batches the lines the thread finds queued into one write.
-    // The queue's slots are allocated up front, so its length is memory
-    // held from the start: short, for the idle RSS budget (docs/performance.md).
-    let (stdout, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(8192)
-        .lossy(false)
-        .thread_name("log-writer")
-        .finish(io::BufWriter::with_capacity(64 * 1024, io::stdout()));
+    let stdout = stdout().clone();
     let logs: BoxedLayer = match format {
         LogFormat::Json => GcpJson { project: gcp_project, writer: stdout }.boxed(),
         LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(stdout).with_ansi(false).boxed(),
@@ -68,7 +64,6 @@ pub fn init(format: LogFormat, filter: Targets, gcp_project: Option<String>) -> 
     });
     tracing_subscriber::registry().with(layers).with(filter).init();
     Guard {
-        _stdout: guard,
         #[cfg(feature = "otel")]
         _spans: spans,
     }
@@ -104,7 +99,7 @@ pub fn log_access(a: &Access<'_>) {
     if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
         return;
     }
-    let written = tracing::dispatcher::get_default(|dispatch| match dispatch.downcast_ref::<GcpJson<NonBlocking>>() {
+    let written = tracing::dispatcher::get_default(|dispatch| match dispatch.downcast_ref::<GcpJson<Lines>>() {
         Some(json) if tracing::Span::current().is_none() => {
             json.write_access(a);
             true

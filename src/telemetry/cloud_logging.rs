@@ -331,8 +331,8 @@ mod tests {
     use std::io;
     use std::time::Duration;
 
+    use crate::telemetry::Lines;
     use serde_json::Value;
-    use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder};
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -394,14 +394,12 @@ mod tests {
         }
     }
 
-    /// The JSON lines `log` writes, as text, through the writer thread as
-    /// in production (so the access log takes its own path).
+    /// The JSON lines `log` writes, as text, through [`Lines`] as in
+    /// production (so the access log takes its own path).
     fn logged(project: Option<&str>, log: impl FnOnce()) -> String {
         let buffer = Buffer::default();
-        let (writer, guard) = NonBlockingBuilder::default().lossy(false).finish(buffer.clone());
-        let json = GcpJson { project: project.map(str::to_owned), writer };
+        let json = GcpJson { project: project.map(str::to_owned), writer: Lines::new(buffer.clone()) };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(json), log);
-        drop(guard);
         buffer.text()
     }
 
@@ -534,8 +532,7 @@ mod tests {
         for project in [None, Some("my-project")] {
             for access in &accesses {
                 let text = logged(project, || {
-                    let direct =
-                        tracing::dispatcher::get_default(|d| d.downcast_ref::<GcpJson<NonBlocking>>().is_some());
+                    let direct = tracing::dispatcher::get_default(|d| d.downcast_ref::<GcpJson<Lines>>().is_some());
                     assert!(direct, "the access line is written by the JSON layer itself");
                     log_access(access);
                 });
@@ -593,38 +590,5 @@ mod tests {
         let outside: Value = serde_json::from_str(lines[1]).expect("valid JSON");
         assert_eq!(outside["logging.googleapis.com/trace"], "t2", "no project: the bare trace id");
         assert_eq!(outside["severity"], "INFO");
-    }
-
-    /// The writer thread's configuration: lines from several threads arrive
-    /// whole, each thread's in order, and none is lost, the last ones
-    /// written out when the guard drops.
-    #[test]
-    fn queued_lines_arrive_whole_and_in_order() {
-        let buffer = Buffer::default();
-        let (stdout, guard) = NonBlockingBuilder::default().lossy(false).buffered_lines_limit(4).finish(buffer.clone());
-        let dispatch =
-            tracing::Dispatch::new(tracing_subscriber::registry().with(GcpJson { project: None, writer: stdout }));
-        let threads: Vec<_> = (0..2u64)
-            .map(|thread| {
-                let dispatch = dispatch.clone();
-                std::thread::spawn(move || {
-                    tracing::dispatcher::with_default(&dispatch, || {
-                        for n in 0..500u64 {
-                            tracing::info!(thread, n, padding = "x".repeat(200), "line");
-                        }
-                    })
-                })
-            })
-            .collect();
-        threads.into_iter().for_each(|t| t.join().expect("thread"));
-        drop(guard);
-        let mut next = [0, 0];
-        for text in buffer.text().lines() {
-            let line: Value = serde_json::from_str(text).expect(text);
-            let thread = line["thread"].as_u64().expect("thread") as usize;
-            assert_eq!(line["n"], next[thread], "{text}");
-            next[thread] += 1;
-        }
-        assert_eq!(next, [500, 500]);
     }
 }
