@@ -22,7 +22,7 @@ use tracing_subscriber::{Layer, Registry};
 use crate::config::LogFormat;
 
 pub(crate) mod cloud_logging;
-pub mod lines;
+mod lines;
 #[cfg(feature = "otel")]
 pub mod otel;
 
