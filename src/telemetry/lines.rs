@@ -200,7 +200,7 @@ mod tests {
             }
             assert_eq!(shared.writes(), 0);
             log(&lines, &line);
-            assert_eq!((shared.writes(), shared.text().len()), (1, LIMIT / line.len() * line.len()));
+            assert_eq!((shared.writes(), shared.text().len()), (1, LIMIT));
         })
         .join()
         .expect("thread");
