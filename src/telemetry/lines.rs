@@ -75,15 +75,21 @@ fn stop(pending: &mut Option<(Vec<u8>, Out)>) {
     }
 }
 
-/// Writes `lines` (whole lines) to `out` in one locked write, then
-/// empties them.
+/// Writes a thread's kept `lines` out, then empties them.
 fn write_out(out: &Out, lines: &mut Vec<u8>) {
     if !lines.is_empty() {
-        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
         // Nowhere left to report a failed log write.
-        let _ = out.write_all(lines).and_then(|()| out.flush());
+        let _ = write_locked(out, lines);
         lines.clear();
     }
+}
+
+/// Writes whole lines to `out` in one locked write: the one place lines
+/// reach the destination, so no two threads' lines interleave.
+fn write_locked(out: &Out, lines: &[u8]) -> io::Result<()> {
+    let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+    out.write_all(lines)?;
+    out.flush()
 }
 
 impl<'a> MakeWriter<'a> for Lines {
@@ -114,9 +120,7 @@ impl Write for &Lines {
             })
             .unwrap_or(false);
         if !kept {
-            let mut out = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-            out.write_all(line)?;
-            out.flush()?;
+            write_locked(&self.0, line)?;
         }
         Ok(line.len())
     }
