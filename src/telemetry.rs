@@ -31,19 +31,13 @@ pub use lines::{Lines, stdout};
 
 type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
 
-/// Keeps the telemetry pipeline alive; dropping it writes out this
-/// thread's log lines (the runtime's workers write out theirs when they
-/// stop: see `src/main.rs`), then flushes exported spans.
+/// Keeps the telemetry pipeline alive; dropping it flushes exported
+/// spans. Log lines need no guard: only the runtime's workers keep lines,
+/// and they write them out when they stop (`src/main.rs`).
 #[must_use = "dropping the guard stops span export"]
 pub struct Guard {
     #[cfg(feature = "otel")]
     _spans: Option<otel::Export>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        Lines::stop();
-    }
 }
 
 /// Installs the global subscriber, logging what `filter` lets through
