@@ -328,12 +328,10 @@ fn severity(level: Level) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
-    use std::io;
     use std::time::Duration;
 
     use crate::telemetry::Lines;
+    use crate::telemetry::lines::Shared;
     use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
 
@@ -369,37 +367,10 @@ mod tests {
         assert_eq!(ours, b"1969-12-31T23:59:58.500000Z");
     }
 
-    /// A log destination the tests can read back.
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Buffer {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().expect("buffer").clone()).expect("utf8")
-        }
-    }
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'a self) -> Buffer {
-            self.clone()
-        }
-    }
-
     /// The JSON lines `log` writes, as text, through [`Lines`] as in
     /// production (so the access log takes its own path).
     fn logged(project: Option<&str>, log: impl FnOnce()) -> String {
-        let buffer = Buffer::default();
+        let buffer = Shared::default();
         let json = GcpJson { project: project.map(str::to_owned), writer: Lines::new(buffer.clone()) };
         tracing::subscriber::with_default(tracing_subscriber::registry().with(json), log);
         buffer.text()
