@@ -331,7 +331,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::telemetry::Lines;
-    use crate::telemetry::lines::Shared;
+    use crate::telemetry::lines::testing::Shared;
     use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
 

@@ -130,36 +130,39 @@ impl Write for &Lines {
     }
 }
 
-/// A destination the tests read back (here and in the JSON layer's), counting the writes it got.
 #[cfg(test)]
-#[derive(Clone, Default)]
-pub(crate) struct Shared(Arc<Mutex<(Vec<u8>, usize)>>);
+pub(crate) mod testing {
+    use super::*;
 
-#[cfg(test)]
-impl Shared {
-    pub(crate) fn text(&self) -> String {
-        String::from_utf8(self.0.lock().expect("shared").0.clone()).expect("utf8")
-    }
-    fn writes(&self) -> usize {
-        self.0.lock().expect("shared").1
-    }
-}
+    /// A destination the tests read back (here and in the JSON layer's), counting the writes it got.
+    #[derive(Clone, Default)]
+    pub(crate) struct Shared(Arc<Mutex<(Vec<u8>, usize)>>);
 
-#[cfg(test)]
-impl Write for Shared {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut shared = self.0.lock().expect("shared");
-        shared.0.extend_from_slice(buf);
-        shared.1 += 1;
-        Ok(buf.len())
+    impl Shared {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().expect("shared").0.clone()).expect("utf8")
+        }
+        pub(super) fn writes(&self) -> usize {
+            self.0.lock().expect("shared").1
+        }
     }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let mut shared = self.0.lock().expect("shared");
+            shared.0.extend_from_slice(buf);
+            shared.1 += 1;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::Shared;
     use super::*;
 
     fn log(lines: &Lines, line: &str) {
